@@ -1,0 +1,3 @@
+from imagelingo_cli.cli import main
+
+main()
