@@ -1,0 +1,523 @@
+"""The batch engine: one task group, a shared send gate, and per variation the attempt loop
+of the retry policy. It records every step in the store and reports plain events; it knows
+neither Typer nor rich."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+
+from imagelingo_cli import events as ev
+from imagelingo_cli.clock import Clock
+from imagelingo_cli.errors import ErrorCode, TranslationError, classify_exception
+from imagelingo_cli.gemini import Translation
+from imagelingo_cli.images import (
+    PreparedImage,
+    SourceImage,
+    output_path,
+    prepare_image,
+    write_atomic,
+)
+from imagelingo_cli.languages import Language
+from imagelingo_cli.ratelimit import SendGate
+from imagelingo_cli.retry import RetryPolicy
+from imagelingo_cli.store import GenerationKey, Store
+
+
+class Translator(Protocol):
+    async def translate(
+        self, image: bytes, mime_type: str, language: Language, variation: int, model: str
+    ) -> Translation: ...
+
+
+@dataclass(frozen=True)
+class VariationSpec:
+    variation: int
+    language: Language
+    model: str
+    backend: str  # "gemini" or "simulator:<profile>": which translator serves it
+    out_dir: Path
+    generation_id: str | None = None  # retry-failed: the variation's existing row
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    source: SourceImage
+    variations: tuple[VariationSpec, ...]
+    expected_sha256: str | None = None  # retry-failed: the content the variations were made from
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    command: str  # "process" or "retry-failed"
+    trigger: str  # "auto" or "manual"
+    policy: RetryPolicy
+    concurrency: int
+    rpm: float | None = None
+    adaptive: bool = True
+    force: bool = False
+    base_url: str | None = None
+    run_options: dict[str, object] = field(default_factory=dict)
+
+
+class BatchControl:
+    """Stops a running batch: `request_stop` ends waiting and sending of new attempts,
+    `abort` also cancels the attempts in flight. Safe to call from a signal handler task."""
+
+    def __init__(self) -> None:
+        self.stop_requested = False
+        self.aborted = False
+        self.global_error: TranslationError | None = None
+        self._waiting: set[anyio.CancelScope] = set()
+        self._sending: set[anyio.CancelScope] = set()
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+        for scope in list(self._waiting):
+            scope.cancel()
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.request_stop()
+        for scope in list(self._sending):
+            scope.cancel()
+
+    def stop_sending(self, error: TranslationError) -> bool:
+        """A global error: nothing more is sent. True for the first one only."""
+        if self.global_error is not None:
+            return False
+        self.global_error = error
+        for scope in list(self._waiting):
+            scope.cancel()
+        return True
+
+    @property
+    def halted(self) -> bool:
+        return self.stop_requested or self.global_error is not None
+
+    @contextmanager
+    def waiting(self) -> Iterator[anyio.CancelScope]:
+        with self._scope(self._waiting, self.halted) as scope:
+            yield scope
+
+    @contextmanager
+    def sending(self) -> Iterator[anyio.CancelScope]:
+        with self._scope(self._sending, self.aborted) as scope:
+            yield scope
+
+    @staticmethod
+    @contextmanager
+    def _scope(registry: set[anyio.CancelScope], cancelled: bool) -> Iterator[anyio.CancelScope]:
+        with anyio.CancelScope() as scope:
+            if cancelled:
+                scope.cancel()
+            registry.add(scope)
+            try:
+                yield scope
+            finally:
+                registry.discard(scope)
+
+
+@dataclass
+class _Tally:
+    completed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    interrupted: int = 0
+    attempts: int = 0
+    credits: int = 0
+    failures: list[dict[str, object]] = field(default_factory=list)
+
+
+class Batch:
+    def __init__(
+        self,
+        store: Store,
+        translators: Mapping[str, Translator],
+        options: BatchOptions,
+        *,
+        clock: Clock,
+        emit: Callable[[ev.Event], None],
+        control: BatchControl | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.store = store
+        self.translators = translators
+        self.options = options
+        self.policy = options.policy
+        self.clock = clock
+        self.emit = emit
+        self.control = control or BatchControl()
+        self.rng = random.Random(seed)
+        self.gate = SendGate(
+            clock,
+            max_concurrency=options.concurrency,
+            rpm=options.rpm,
+            adaptive=options.adaptive,
+            on_change=emit,
+        )
+        self.tally = _Tally()
+        self.run_id = ""
+        self._image_slots = anyio.CapacityLimiter(max(1, options.concurrency))
+
+    async def run(
+        self, jobs: Sequence[ImageJob], *, language: str | None, model: str | None
+    ) -> ev.Summary:
+        started = time.perf_counter()
+        self.store.recover_dead_runs()
+        backends = sorted({spec.backend for job in jobs for spec in job.variations})
+        self.run_id = self.store.start_run(
+            self.options.command,
+            target_language=language,
+            model=model,
+            backend=",".join(backends) or None,
+            options=self.options.run_options,
+        )
+        total = sum(len(job.variations) for job in jobs)
+        self.emit(
+            ev.BatchStarted(
+                self.run_id,
+                self.options.command,
+                total,
+                self.options.concurrency,
+                self.policy.max_attempts,
+            )
+        )
+        status = "interrupted"
+        try:
+            async with anyio.create_task_group() as group:
+                for job in jobs:
+                    group.start_soon(self._image, job)
+            status = (
+                "interrupted"
+                if self.control.stop_requested
+                else ("failed" if self.tally.failed else "completed")
+            )
+        finally:
+            self.store.finish_run(self.run_id, status)
+        t = self.tally
+        summary = ev.Summary(
+            run_id=self.run_id,
+            status=status,
+            total=total,
+            completed=t.completed,
+            failed=t.failed,
+            skipped=t.skipped,
+            interrupted=t.interrupted,
+            attempts=t.attempts,
+            credits_charged=t.credits,
+            elapsed=time.perf_counter() - started,
+            failures=t.failures,
+        )
+        self.emit(ev.BatchFinished(summary))
+        return summary
+
+    # -- one image: hash, claim its variations, prepare once, send them --
+
+    async def _image(self, job: ImageJob) -> None:
+        refs = [self._ref(job, spec, spec.generation_id or "") for spec in job.variations]
+        async with self._image_slots:
+            if self.control.stop_requested:
+                for ref in refs:  # never claimed: nothing recorded, a later run does them
+                    self.tally.interrupted += 1
+                    self.emit(ev.VariationInterrupted(ref, 0))
+                return
+            sha = await anyio.to_thread.run_sync(_sha256_or_marker, job.source.path)
+            claimed: list[tuple[VariationSpec, ev.VariationRef]] = []
+            for spec, ref in zip(job.variations, refs, strict=True):
+                target = self._claim(job, spec, sha, ref)
+                if target is not None:
+                    claimed.append((spec, target))
+            if self.control.halted:
+                for _spec, ref in claimed:
+                    self._not_sent(ref, 0)
+                return
+            if not claimed:
+                return
+            try:
+                expected = job.expected_sha256 or sha
+                image = await anyio.to_thread.run_sync(prepare_image, job.source.path, expected)
+            except TranslationError as error:
+                for _spec, ref in claimed:
+                    self._fail(ref, error, attempts=0, sent=False)
+                return
+            async with anyio.create_task_group() as group:
+                for spec, ref in claimed:
+                    group.start_soon(self._variation, job, spec, ref, image)
+
+    def _claim(
+        self, job: ImageJob, spec: VariationSpec, sha: str, ref: ev.VariationRef
+    ) -> ev.VariationRef | None:
+        """Take the variation for this run, or report why it is skipped."""
+        if spec.generation_id is not None:
+            claim = self.store.claim_for_retry(spec.generation_id, self.run_id)
+        else:
+            key = GenerationKey(sha, spec.language.tag, spec.model, spec.variation, spec.backend)
+            claim = self.store.claim_generation(
+                key,
+                run_id=self.run_id,
+                source_path=str(job.source.path),
+                relative_path=str(job.source.relative),
+                out_dir=str(spec.out_dir),
+                base_url=self.options.base_url,
+                force=self.options.force,
+            )
+        ref = ev.VariationRef(claim.row["id"], ref.image, ref.variation, ref.language)
+        if claim.kind == "completed":
+            reused = self._reuse_output(job, spec, claim.row)
+            if reused is not None:
+                self.tally.skipped += 1
+                self.emit(ev.VariationSkipped(ref, "already completed", reused))
+                return None
+            claim = self.store.claim_generation(
+                GenerationKey(sha, spec.language.tag, spec.model, spec.variation, spec.backend),
+                run_id=self.run_id,
+                source_path=str(job.source.path),
+                relative_path=str(job.source.relative),
+                out_dir=str(spec.out_dir),
+                base_url=self.options.base_url,
+                force=True,
+            )
+        if claim.kind in ("busy", "abandoned", "completed"):
+            reason = {
+                "busy": "being processed by another imagelingo run",
+                "abandoned": "abandoned (use --force to translate it again)",
+                "completed": "already completed",
+            }[claim.kind]
+            self.tally.skipped += 1
+            self.emit(ev.VariationSkipped(ref, reason, claim.row.get("output_path")))
+            return None
+        self.emit(ev.VariationQueued(ref))
+        return ref
+
+    def _reuse_output(
+        self, job: ImageJob, spec: VariationSpec, row: dict[str, object]
+    ) -> str | None:
+        """A completed variation's output, copied to this run's output path if it lives elsewhere.
+        None when the recorded output is gone (the variation is translated again)."""
+        recorded = Path(str(row.get("output_path") or ""))
+        if not row.get("output_path") or not recorded.is_file():
+            return None
+        wanted = output_path(
+            spec.out_dir, job.source.relative, spec.language.tag, spec.variation, _mime_of(recorded)
+        )
+        if wanted != recorded and not wanted.exists():
+            wanted.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(recorded, wanted)
+        return str(wanted)
+
+    # -- one variation: the attempt loop --
+
+    async def _variation(
+        self, job: ImageJob, spec: VariationSpec, ref: ev.VariationRef, image: PreparedImage
+    ) -> None:
+        translator = self.translators[spec.backend]
+        attempt = 0
+        delay = 0.0
+        while True:
+            permit = None
+            with self.control.waiting():
+                if delay:
+                    await self.clock.sleep(delay)
+                permit = await self.gate.acquire()
+            if permit is None or self.control.halted:
+                if permit is not None:
+                    self.gate.release(permit, throttled=False, retry_after=None)
+                self._not_sent(ref, attempt)
+                return
+            attempt += 1
+            if attempt == 1:
+                self.gate.count_first_attempt()
+            # A manual round starts with a manual attempt; its own retries are automatic.
+            trigger = self.options.trigger if attempt == 1 else "auto"
+            attempt_id, number = self.store.start_attempt(ref.generation_id, self.run_id, trigger)
+            self.tally.attempts += 1
+            self.emit(ev.AttemptStarted(ref, attempt, self.policy.max_attempts, number))
+            began = time.perf_counter()
+            error: TranslationError | None = None
+            translation: Translation | None = None
+            with self.control.sending() as scope:
+                try:
+                    translation = await translator.translate(
+                        image.data, image.mime_type, spec.language, spec.variation, spec.model
+                    )
+                except TranslationError as exc:
+                    error = self.policy.escalate(exc)
+                except Exception as exc:  # an adapter bug still becomes a recorded failure
+                    error = classify_exception(exc)
+            duration_ms = round((time.perf_counter() - began) * 1000)
+            if scope.cancelled_caught or (translation is None and error is None):
+                self.gate.release(permit, throttled=False, retry_after=None)
+                self.store.attempt_interrupted(attempt_id, duration_ms=duration_ms)
+                self._interrupted(ref, attempt)
+                return
+            throttled = error is not None and _is_throttle(error)
+            self.gate.release(
+                permit,
+                throttled=throttled,
+                retry_after=(error.retry_after_ms / 1000)
+                if error and error.retry_after_ms
+                else None,
+            )
+            if translation is not None:
+                await self._succeeded(job, spec, ref, attempt, attempt_id, duration_ms, translation)
+                return
+            assert error is not None
+            if error.code.is_global and self.control.stop_sending(error):
+                self.emit(ev.SendingStopped(ev.ErrorInfo.of(error)))
+            retry = (
+                self.policy.retries(error, attempt)
+                and not self.control.halted
+                and self.gate.take_retry()
+            )
+            delay = self.policy.delay(error, attempt, self.rng) if retry else 0.0
+            self.store.attempt_failed(
+                attempt_id,
+                ref.generation_id,
+                error,
+                duration_ms=duration_ms,
+                retry_in_ms=round(delay * 1000) if retry else None,
+            )
+            self.emit(
+                ev.AttemptFailed(
+                    ref,
+                    attempt,
+                    self.policy.max_attempts,
+                    ev.ErrorInfo.of(error),
+                    delay if retry else None,
+                    self.clock.now() + delay if retry else None,
+                )
+            )
+            if not retry:
+                self._fail(ref, error, attempts=attempt, sent=True, recorded=True)
+                return
+
+    async def _succeeded(
+        self,
+        job: ImageJob,
+        spec: VariationSpec,
+        ref: ev.VariationRef,
+        attempt: int,
+        attempt_id: str,
+        duration_ms: int,
+        translation: Translation,
+    ) -> None:
+        target = output_path(
+            spec.out_dir,
+            job.source.relative,
+            spec.language.tag,
+            spec.variation,
+            translation.mime_type,
+        )
+        try:
+            await anyio.to_thread.run_sync(write_atomic, target, translation.data)
+        except OSError as exc:
+            error = TranslationError(
+                ErrorCode.API_ERROR, f"the translated image could not be written to {target}: {exc}"
+            )
+            self.store.attempt_failed(
+                attempt_id, ref.generation_id, error, duration_ms=duration_ms, retry_in_ms=None
+            )
+            self._fail(ref, error, attempts=attempt, sent=True, recorded=True)
+            return
+        self.store.attempt_succeeded(
+            attempt_id,
+            ref.generation_id,
+            duration_ms=duration_ms,
+            output_path=str(target),
+            model_version=translation.model_version,
+            prompt_tokens=translation.prompt_tokens,
+            output_tokens=translation.output_tokens,
+            total_tokens=translation.total_tokens,
+        )
+        self.tally.completed += 1
+        self.emit(ev.VariationCompleted(ref, attempt, self.policy.max_attempts, str(target)))
+
+    # -- outcomes --
+
+    def _not_sent(self, ref: ev.VariationRef, attempt: int) -> None:
+        """The run stopped before this variation's next attempt: a global error, or Ctrl-C."""
+        error = self.control.global_error
+        if error is None or self.control.stop_requested:
+            self._interrupted(ref, attempt)
+            return
+        unsent = TranslationError(
+            error.code,
+            f"not sent: {error.message}",
+            error.http_status,
+            error.api_status,
+            error.retry_after_ms,
+        )
+        self._fail(ref, unsent, attempts=attempt, sent=False)
+
+    def _interrupted(self, ref: ev.VariationRef, attempt: int) -> None:
+        self.store.mark_interrupted(ref.generation_id)
+        self.tally.interrupted += 1
+        self.emit(ev.VariationInterrupted(ref, attempt))
+
+    def _fail(
+        self,
+        ref: ev.VariationRef,
+        error: TranslationError,
+        *,
+        attempts: int,
+        sent: bool,
+        recorded: bool = False,
+    ) -> None:
+        if not recorded:
+            self.store.fail_unsent(ref.generation_id, error)
+        self.tally.failed += 1
+        self.tally.failures.append(
+            {
+                "generation_id": ref.generation_id,
+                "image": ref.image,
+                "variation": ref.variation,
+                "language": ref.language,
+                "code": error.code.value,
+                "message": error.message,
+                "transient": error.transient,
+                "attempts": attempts,
+            }
+        )
+        self.emit(ev.VariationFailed(ref, attempts, ev.ErrorInfo.of(error), sent))
+
+    @staticmethod
+    def _ref(job: ImageJob, spec: VariationSpec, generation_id: str) -> ev.VariationRef:
+        return ev.VariationRef(
+            generation_id, str(job.source.relative), spec.variation, spec.language.tag
+        )
+
+
+def _is_throttle(error: TranslationError) -> bool:
+    """Answers that mean "the project is sending too fast" and should slow the whole run."""
+    if error.code is ErrorCode.RATE_LIMIT:
+        return True
+    return error.code is ErrorCode.SERVER_ERROR and error.retry_after_ms is not None
+
+
+def _sha256_or_marker(path: Path) -> str:
+    """The content key; an unreadable file gets a stable stand-in so its failure is recorded."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return "unreadable:" + hashlib.sha256(bytes(path)).hexdigest()
+    return digest.hexdigest()
+
+
+def _mime_of(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    return {"jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}.get(
+        suffix, f"image/{suffix}"
+    )

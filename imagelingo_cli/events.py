@@ -1,0 +1,157 @@
+"""The engine -> display contract: plain, immutable events. Renderers fold them into state."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from imagelingo_cli.errors import TranslationError
+
+
+@dataclass(frozen=True)
+class VariationRef:
+    """Which variation an event is about, in the words a user recognises."""
+
+    generation_id: str
+    image: str  # the source path relative to its input folder, e.g. "menus/cafe.jpg"
+    variation: int
+    language: str
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: str
+    label: str
+    message: str
+    transient: bool
+    http_status: int | None = None
+    retry_after_ms: int | None = None
+
+    @classmethod
+    def of(cls, error: TranslationError) -> ErrorInfo:
+        return cls(
+            code=error.code.value,
+            label=error.code.label,
+            message=error.message,
+            transient=error.transient,
+            http_status=error.http_status,
+            retry_after_ms=error.retry_after_ms,
+        )
+
+
+@dataclass(frozen=True)
+class BatchStarted:
+    run_id: str
+    command: str
+    total: int  # variations known so far (images found x variations)
+    concurrency: int
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class VariationQueued:
+    ref: VariationRef
+
+
+@dataclass(frozen=True)
+class AttemptStarted:
+    ref: VariationRef
+    attempt: int  # within this round: "Attempt 2/3"
+    max_attempts: int
+    attempt_number: int  # over the variation's whole life (the database's attempt_number)
+
+
+@dataclass(frozen=True)
+class AttemptFailed:
+    ref: VariationRef
+    attempt: int
+    max_attempts: int
+    error: ErrorInfo
+    retry_in: float | None  # seconds until the next attempt; None: no automatic retry
+    retry_at: float | None = None  # on the engine's clock
+
+
+@dataclass(frozen=True)
+class VariationCompleted:
+    ref: VariationRef
+    attempt: int
+    max_attempts: int
+    output_path: str
+
+
+@dataclass(frozen=True)
+class VariationFailed:
+    ref: VariationRef
+    attempts: int  # attempts made in this round (0: never sent)
+    error: ErrorInfo
+    sent: bool  # False: refused locally or not sent because the run stopped sending
+
+
+@dataclass(frozen=True)
+class VariationSkipped:
+    ref: VariationRef
+    reason: str  # e.g. "already completed", "abandoned", "being processed by another run"
+    output_path: str | None = None
+
+
+@dataclass(frozen=True)
+class VariationInterrupted:
+    ref: VariationRef
+    attempt: int
+
+
+@dataclass(frozen=True)
+class SendingStopped:
+    """A global error: the rest of the run is not sent."""
+
+    error: ErrorInfo
+
+
+@dataclass(frozen=True)
+class RateStatus:
+    """The shared view of the rate limit changed (shown in the footer)."""
+
+    concurrency_limit: int
+    cooldown_until: float | None  # on the engine's clock
+    rpm: float | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    run_id: str
+    status: str  # completed, failed, interrupted
+    total: int
+    completed: int
+    failed: int
+    skipped: int
+    interrupted: int
+    attempts: int
+    credits_charged: int
+    elapsed: float
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchFinished:
+    summary: Summary
+
+
+Event = (
+    BatchStarted
+    | VariationQueued
+    | AttemptStarted
+    | AttemptFailed
+    | VariationCompleted
+    | VariationFailed
+    | VariationSkipped
+    | VariationInterrupted
+    | SendingStopped
+    | RateStatus
+    | BatchFinished
+)
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """A JSON-ready dict with the event's name first, e.g. {"event": "attempt_failed", ...}."""
+    name = "".join("_" + c.lower() if c.isupper() else c for c in type(event).__name__)
+    return {"event": name.lstrip("_"), **asdict(event)}

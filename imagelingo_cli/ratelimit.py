@@ -1,0 +1,128 @@
+"""The run's shared view of the rate limit: every attempt passes through one `SendGate`.
+
+Gemini's limits are per project, so the variations of a run share one budget. The gate:
+- holds every new attempt until a server-given delay has passed (shared cooldown),
+- adapts how many attempts may be in flight: halved on a rate limit, grown back by one per
+  window of successes (AIMD), never above --concurrency,
+- optionally spaces requests to --rpm (a token bucket holding one request),
+- keeps a retry budget so that in an outage retries stay a fraction of first attempts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+
+from imagelingo_cli.clock import Clock
+from imagelingo_cli.events import RateStatus
+
+
+@dataclass
+class Permit:
+    started_at: float
+    released: bool = False
+
+
+class SendGate:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        max_concurrency: int,
+        rpm: float | None = None,
+        adaptive: bool = True,
+        retry_budget_ratio: float = 0.2,
+        retry_budget_floor: int = 10,
+        on_change: Callable[[RateStatus], None] | None = None,
+    ) -> None:
+        self._clock = clock
+        self.max_concurrency = max_concurrency
+        self.rpm = rpm
+        self.adaptive = adaptive
+        self.limit = float(max_concurrency)
+        self.in_flight = 0
+        self.cooldown_until = 0.0
+        self._last_cut = float("-inf")
+        self._next_token_at = float("-inf")
+        self._waiters: deque[anyio.Event] = deque()
+        self._on_change = on_change
+        self.first_attempts = 0
+        self.retries = 0
+        self._budget_ratio = retry_budget_ratio
+        self._budget_floor = retry_budget_floor
+
+    @property
+    def concurrency_limit(self) -> int:
+        return max(1, int(self.limit))
+
+    async def acquire(self) -> Permit:
+        """Wait for the cooldown, a free slot and (with --rpm) a token; then take the slot."""
+        while True:
+            now = self._clock.now()
+            if now < self.cooldown_until:
+                await self._clock.sleep(self.cooldown_until - now)
+                continue
+            if self.in_flight >= self.concurrency_limit:
+                waiter = anyio.Event()
+                self._waiters.append(waiter)
+                try:
+                    await waiter.wait()
+                finally:
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
+                continue
+            if self.rpm:
+                if now < self._next_token_at:
+                    await self._clock.sleep(self._next_token_at - now)
+                    continue
+                self._next_token_at = max(now, self._next_token_at) + 60.0 / self.rpm
+            self.in_flight += 1
+            return Permit(started_at=now)
+
+    def release(self, permit: Permit, *, throttled: bool, retry_after: float | None) -> None:
+        """Give the slot back, telling the gate whether the attempt was rate limited."""
+        if permit.released:
+            return
+        permit.released = True
+        self.in_flight -= 1
+        now = self._clock.now()
+        changed = False
+        if throttled:
+            if retry_after and now + retry_after > self.cooldown_until:
+                self.cooldown_until = now + retry_after
+                changed = True
+            # One cut per congestion episode: attempts sent before the last cut saw the old limit.
+            if self.adaptive and permit.started_at >= self._last_cut:
+                self.limit = max(1.0, self.limit / 2)
+                self._last_cut = now
+                changed = True
+        elif self.adaptive and self.limit < self.max_concurrency:
+            before = self.concurrency_limit
+            self.limit = min(float(self.max_concurrency), self.limit + 1 / self.limit)
+            changed = self.concurrency_limit != before
+        self._wake()
+        if changed and self._on_change is not None:
+            self._on_change(self.status())
+
+    def status(self) -> RateStatus:
+        cooling = self.cooldown_until if self.cooldown_until > self._clock.now() else None
+        return RateStatus(self.concurrency_limit, cooling, self.rpm)
+
+    def count_first_attempt(self) -> None:
+        self.first_attempts += 1
+
+    def take_retry(self) -> bool:
+        """Spend one unit of the retry budget; False when retries would outgrow first attempts."""
+        if self.retries >= self._budget_floor + self._budget_ratio * self.first_attempts:
+            return False
+        self.retries += 1
+        return True
+
+    def _wake(self) -> None:
+        free = self.concurrency_limit - self.in_flight
+        while free > 0 and self._waiters:
+            self._waiters.popleft().set()
+            free -= 1

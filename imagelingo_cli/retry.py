@@ -1,0 +1,49 @@
+"""The approved retry policy (Option 3, hybrid): what is retried automatically, and when."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+
+from imagelingo_cli.errors import DEFAULT_AUTO_RETRY, ErrorCode, TranslationError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 2
+    auto_retry: bool = True
+    auto_retry_codes: frozenset[ErrorCode] = DEFAULT_AUTO_RETRY
+    base_delay: float = 2.0
+    multiplier: float = 2.0
+    max_delay: float = 30.0
+    jitter: float = 0.2  # up to +20 %, so concurrent retries do not fire together
+    max_wait: float = 60.0  # a server delay beyond this is not waited for: QUOTA_EXHAUSTED
+
+    @property
+    def max_attempts(self) -> int:
+        return 1 + (self.max_retries if self.auto_retry else 0)
+
+    def escalate(self, error: TranslationError) -> TranslationError:
+        """A retry delay longer than --max-wait means the quota is gone for now."""
+        delay = error.retry_after_ms
+        if delay is not None and delay > self.max_wait * 1000 and error.transient:
+            note = (
+                f" (server asked to wait {delay / 1000:g} s, over --max-wait {self.max_wait:g} s)"
+            )
+            return replace(error, code=ErrorCode.QUOTA_EXHAUSTED, message=error.message + note)
+        return error
+
+    def retries(self, error: TranslationError, attempt: int) -> bool:
+        """Whether attempt `attempt` (1-based, within this round) is followed by another."""
+        return (
+            self.auto_retry
+            and attempt < self.max_attempts
+            and error.transient
+            and error.code in self.auto_retry_codes
+        )
+
+    def delay(self, error: TranslationError, attempt: int, rng: random.Random) -> float:
+        """Seconds before the next attempt: 2 s, 4 s, … or the server's delay when longer."""
+        backoff = min(self.base_delay * self.multiplier ** (attempt - 1), self.max_delay)
+        server = (error.retry_after_ms or 0) / 1000
+        return max(backoff, server) * (1 + rng.uniform(0, self.jitter))

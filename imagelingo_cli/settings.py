@@ -1,0 +1,156 @@
+"""User defaults, resolved in one place: flags > environment > settings file > built-in.
+
+The settings file is TOML in the user config directory (`imagelingo settings show` prints
+its path); `IMAGELINGO_CONFIG` points elsewhere. Environment variables are IMAGELINGO_<KEY>.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imagelingo_cli.errors import DEFAULT_AUTO_RETRY, ErrorCode, SetupError
+from imagelingo_cli.gemini import DEFAULT_MODEL
+from imagelingo_cli.languages import resolve_language
+
+
+def settings_path() -> Path:
+    override = os.environ.get("IMAGELINGO_CONFIG")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("imagelingo")) / "settings.toml"
+
+
+def _language(value: str) -> str:
+    return resolve_language(value).tag
+
+
+def _model(value: str) -> str:
+    value = value.strip().removeprefix("models/")
+    if not value or any(c.isspace() or c in "/?#:" for c in value):
+        raise ValueError(f"{value!r} is not a model name (expected e.g. {DEFAULT_MODEL})")
+    return value
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a whole number") from None
+    if not 1 <= number <= 256:
+        raise ValueError(f"{number} is out of range (1 to 256)")
+    return number
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not on/off (valid: true, false, on, off, yes, no, 1, 0)")
+
+
+def _codes(value: str) -> tuple[str, ...]:
+    names = [part.strip().upper() for part in value.replace(" ", ",").split(",") if part.strip()]
+    transient = sorted(code.value for code in ErrorCode if code.transient)
+    for name in names:
+        if name not in transient:
+            raise ValueError(f"{name!r} cannot be auto-retried (valid: {', '.join(transient)})")
+    return tuple(sorted(set(names)))
+
+
+@dataclass(frozen=True)
+class _Key:
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+KEYS: Mapping[str, _Key] = {
+    "language": _Key(_language, "en", "default target language (--to)"),
+    "model": _Key(_model, DEFAULT_MODEL, "Gemini image model (--model)"),
+    "concurrency": _Key(_positive_int, 4, "requests in flight at most (--concurrency)"),
+    "auto_retry": _Key(_boolean, True, "retry transient failures automatically"),
+    "auto_retry_codes": _Key(
+        _codes, tuple(sorted(c.value for c in DEFAULT_AUTO_RETRY)), "codes retried automatically"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    language: str
+    model: str
+    concurrency: int
+    auto_retry: bool
+    auto_retry_codes: tuple[str, ...]
+    sources: Mapping[str, str]  # key -> "flag", "environment", "settings file", "default"
+
+
+def read_file(path: Path | None = None) -> dict[str, Any]:
+    path = path or settings_path()
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SetupError(f"cannot read the settings file {path}: {exc}") from None
+
+
+def resolve(
+    flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Each key from the first place that sets it: flags, IMAGELINGO_<KEY>, the file, default."""
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    stored = read_file()
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, key in KEYS.items():
+        env_name = f"IMAGELINGO_{name.upper()}"
+        if flags.get(name) is not None:
+            raw, source = flags[name], "flag"
+        elif environ.get(env_name):
+            raw, source = environ[env_name], "environment"
+        elif name in stored:
+            raw, source = stored[name], "settings file"
+        else:
+            values[name], sources[name] = key.default, "default"
+            continue
+        text = ",".join(raw) if isinstance(raw, list | tuple) else str(raw)
+        try:
+            values[name] = key.parse(text)
+        except ValueError as exc:
+            where = {
+                "flag": "option",
+                "environment": env_name,
+                "settings file": str(settings_path()),
+            }
+            raise SetupError(f"invalid {name} from {where[source]}: {exc}") from None
+        sources[name] = source
+    return Settings(sources=sources, **values)
+
+
+def set_value(name: str, text: str) -> Any:
+    """Validate and store one setting; returns the stored value. ValueError lists valid keys."""
+    import tomli_w
+
+    if name not in KEYS:
+        raise ValueError(f"unknown setting {name!r} (valid: {', '.join(KEYS)})")
+    value = KEYS[name].parse(text)
+    path = settings_path()
+    stored = read_file(path)
+    stored[name] = list(value) if isinstance(value, tuple) else value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        tomli_w.dump(stored, handle)
+    return value
