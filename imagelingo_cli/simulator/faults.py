@@ -1,0 +1,471 @@
+"""What the simulator answers: canned Gemini bodies, success and failure, byte for byte.
+
+Every answer is a `Reply`. Error bodies are `google.rpc.Status` rendered the way the Gemini API
+renders them: pretty-printed JSON with 2-space indentation and a trailing newline, served as
+`application/json; charset=UTF-8`, with no `Retry-After` header (the wait lives only in
+`RetryInfo.retryDelay` and in "Please retry in Ns." inside the message).
+
+A fault spec (in a scenario file, or chosen by a profile) is a fault name or a dict
+`{"fault": name, **params}`; `parse_fault` validates it against `FAULT_PARAMS`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "FAULTS",
+    "FAULT_PARAMS",
+    "Context",
+    "FaultSpec",
+    "Reply",
+    "error_reply",
+    "fault_reply",
+    "format_duration",
+    "json_reply",
+    "parse_fault",
+    "success_reply",
+]
+
+JSON_TYPE = "application/json; charset=UTF-8"
+
+# name -> the parameters it takes (all numbers, in seconds)
+FAULT_PARAMS: Mapping[str, frozenset[str]] = {
+    "ok": frozenset(),
+    "rate_limit": frozenset({"retry_delay"}),
+    "rate_limit_plain": frozenset(),
+    "quota_daily": frozenset({"retry_delay"}),
+    "quota_zero": frozenset({"retry_delay"}),
+    "prepay_depleted": frozenset(),
+    "overloaded": frozenset(),
+    "internal": frozenset(),
+    "deadline": frozenset(),
+    "bad_gateway_html": frozenset(),
+    "empty_503": frozenset(),
+    "bad_key": frozenset(),
+    "permission_denied": frozenset(),
+    "model_not_found": frozenset(),
+    "location": frozenset(),
+    "invalid_argument": frozenset(),
+    "teapot": frozenset(),
+    "no_image": frozenset(),
+    "text_only": frozenset(),
+    "image_other": frozenset(),
+    "image_safety": frozenset(),
+    "prompt_blocked": frozenset(),
+    "empty_200": frozenset(),
+    "error_200": frozenset(),
+    "invalid_json": frozenset(),
+    "reset": frozenset(),
+    "disconnect": frozenset(),
+    "stall": frozenset({"seconds"}),
+}
+FAULTS: frozenset[str] = frozenset(FAULT_PARAMS)
+
+_DEFAULT_PARAMS: Mapping[str, Mapping[str, float]] = {
+    "rate_limit": {"retry_delay": 2.0},
+    "quota_daily": {"retry_delay": 38.0},
+    "quota_zero": {"retry_delay": 26.0},
+    "stall": {"seconds": 30.0},
+}
+
+_TROUBLESHOOTING = "https://developers.generativeai.google/guide/troubleshooting"
+_RATE_LIMITS_DOC = "https://ai.google.dev/gemini-api/docs/rate-limits"
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One scripted answer: a fault name from `FAULTS` and its parameters."""
+
+    name: str
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    def param(self, key: str) -> float:
+        """A parameter, or its documented default."""
+        if key in self.params:
+            return self.params[key]
+        return _DEFAULT_PARAMS[self.name][key]
+
+    def to_json(self) -> str | dict[str, Any]:
+        """The spec as a scenario file would write it."""
+        return {"fault": self.name, **self.params} if self.params else self.name
+
+
+OK = FaultSpec("ok")
+
+
+def parse_fault(spec: object, where: str = "fault") -> FaultSpec:
+    """Validate a fault spec (`"deadline"` or `{"fault": "rate_limit", "retry_delay": 2}`)."""
+    if isinstance(spec, FaultSpec):
+        return spec
+    if isinstance(spec, str):
+        name, raw_params = spec, {}
+    elif isinstance(spec, dict):
+        if "fault" not in spec:
+            raise ValueError(f'{where}: a dict fault spec needs a "fault" key, got {spec!r}')
+        name = spec["fault"]
+        raw_params = {k: v for k, v in spec.items() if k != "fault"}
+    else:
+        raise ValueError(f"{where}: expected a fault name or a dict, got {spec!r}")
+    if not isinstance(name, str) or name not in FAULTS:
+        known = ", ".join(sorted(FAULTS))
+        raise ValueError(f"{where}: unknown fault {name!r} (known: {known})")
+    params: dict[str, float] = {}
+    for key, value in raw_params.items():
+        if key not in FAULT_PARAMS[name]:
+            allowed = ", ".join(sorted(FAULT_PARAMS[name])) or "none"
+            raise ValueError(f"{where}: fault {name!r} takes no {key!r} (parameters: {allowed})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(
+                f"{where}: {name}.{key} must be a number of seconds >= 0, got {value!r}"
+            )
+        params[key] = float(value)
+    return FaultSpec(name, params)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer, or a way of not answering (`reset`: TCP RST, `disconnect`: FIN)."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str | None = JSON_TYPE
+    action: Literal["respond", "reset", "disconnect"] = "respond"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a canned body may mention about the request it answers."""
+
+    model: str = "gemini-2.5-flash-image"
+    api_version: str = "v1beta"
+    language_tag: str | None = None
+    language_name: str | None = None
+    variation: int = 1
+    prompt_text: str = ""
+    response_id: str = "c2ltdWxhdG9yLXJlc3BvbnNl"
+
+
+def format_duration(seconds: float) -> str:
+    """A protobuf-Duration-style string: 2 -> "2s", 0.5 -> "0.5s", 0.7342 -> "0.734s"."""
+    millis = max(0, round(seconds * 1000))
+    whole, frac = divmod(millis, 1000)
+    return f"{whole}s" if frac == 0 else f"{whole}.{frac:03d}".rstrip("0") + "s"
+
+
+def json_reply(status: int, payload: object) -> Reply:
+    """A JSON body, pretty-printed with 2 spaces and a trailing newline, as Google serves it."""
+    body = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+    return Reply(status, body.encode("utf-8"), JSON_TYPE)
+
+
+def _status_payload(
+    code: int, status: str, message: str, details: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if details:
+        error["details"] = list(details)
+    return {"error": error}
+
+
+def error_reply(
+    code: int, status: str, message: str, details: Sequence[Mapping[str, Any]] = ()
+) -> Reply:
+    """A `{"error": {code, message, status, details}}` envelope with HTTP status `code`."""
+    return json_reply(code, _status_payload(code, status, message, details))
+
+
+# --- errors the protocol itself produces (also reused by faults) ---------------------------
+
+
+def unregistered_caller() -> Reply:
+    """403: the request carried no API key."""
+    return error_reply(
+        403,
+        "PERMISSION_DENIED",
+        "Method doesn't allow unregistered callers (callers without established identity). "
+        "Please use API Key or other form of API consumer identity to call this API.",
+    )
+
+
+def api_key_invalid() -> Reply:
+    """400 API_KEY_INVALID."""
+    message = "API key not valid. Please pass a valid API key."
+    return error_reply(
+        400,
+        "INVALID_ARGUMENT",
+        message,
+        [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                "locale": "en-US",
+                "message": message,
+            },
+        ],
+    )
+
+
+def model_not_found(model: str, api_version: str) -> Reply:
+    """404 for a model id the API does not serve."""
+    return error_reply(
+        404,
+        "NOT_FOUND",
+        f"models/{model} is not found for API version {api_version}, or is not supported for "
+        "generateContent. Call ListModels to see the list of available models and their "
+        "supported methods.",
+    )
+
+
+def invalid_argument(message: str) -> Reply:
+    """400 INVALID_ARGUMENT with the given message."""
+    return error_reply(400, "INVALID_ARGUMENT", message)
+
+
+def path_not_found(path: str) -> Reply:
+    """404 for a path the simulator does not serve."""
+    return error_reply(404, "NOT_FOUND", f"The requested URL {path} was not found on this server.")
+
+
+# --- 429 family ----------------------------------------------------------------------------
+
+
+def _quota_reply(
+    *,
+    ctx: Context,
+    metric: str,
+    quota_id: str,
+    limit: int,
+    retry_delay: float,
+) -> Reply:
+    delay = format_duration(retry_delay)
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. For more "
+        f"information on this error, head to: {_RATE_LIMITS_DOC}. To monitor your current "
+        "usage, head to: https://ai.dev/usage?tab=rate-limit. \n"
+        f"* Quota exceeded for metric: {metric}, limit: {limit}, model: {ctx.model}\n"
+        f"Please retry in {delay.removesuffix('s')}s."
+    )
+    violation: dict[str, Any] = {
+        "quotaMetric": metric,
+        "quotaId": quota_id,
+        "quotaDimensions": {"location": "global", "model": ctx.model},
+    }
+    if limit:  # proto3 JSON omits an int64 zero
+        violation["quotaValue"] = str(limit)
+    details: list[dict[str, Any]] = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]},
+        {
+            "@type": "type.googleapis.com/google.rpc.Help",
+            "links": [
+                {"description": "Learn more about Gemini API quotas", "url": _RATE_LIMITS_DOC}
+            ],
+        },
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
+    ]
+    return error_reply(429, "RESOURCE_EXHAUSTED", message, details)
+
+
+def rate_limit(ctx: Context, retry_delay: float) -> Reply:
+    """429 for the per-minute request quota, with QuotaFailure, Help and RetryInfo."""
+    return _quota_reply(
+        ctx=ctx,
+        metric="generativelanguage.googleapis.com/generate_requests_per_model",
+        quota_id="GenerateRequestsPerMinutePerProjectPerModel",
+        limit=10,
+        retry_delay=retry_delay,
+    )
+
+
+# --- 200 bodies ----------------------------------------------------------------------------
+
+
+def _usage(ctx: Context, candidates_tokens: int) -> dict[str, Any]:
+    text_tokens = max(1, len(ctx.prompt_text) // 4)
+    prompt = 1290 + text_tokens
+    usage: dict[str, Any] = {
+        "promptTokenCount": prompt,
+        "totalTokenCount": prompt + candidates_tokens,
+        "promptTokensDetails": [
+            {"modality": "TEXT", "tokenCount": text_tokens},
+            {"modality": "IMAGE", "tokenCount": 1290},
+        ],
+    }
+    if candidates_tokens:
+        usage["candidatesTokenCount"] = candidates_tokens
+    return usage
+
+
+def _answer(
+    ctx: Context, candidate: dict[str, Any] | None, candidates_tokens: int, **extra: Any
+) -> Reply:
+    payload: dict[str, Any] = {}
+    if candidate is not None:
+        payload["candidates"] = [{**candidate, "index": 0}]
+    payload.update(extra)
+    payload["usageMetadata"] = _usage(ctx, candidates_tokens)
+    payload["modelVersion"] = ctx.model
+    payload["responseId"] = ctx.response_id
+    return json_reply(200, payload)
+
+
+def _language(ctx: Context) -> str:
+    return ctx.language_name or ctx.language_tag or "the requested language"
+
+
+def success_reply(ctx: Context, png: bytes, *, with_text: bool = False) -> Reply:
+    """200 STOP with one `image/png` inlineData part (standard base64), optionally a text first."""
+    parts: list[dict[str, Any]] = []
+    if with_text:
+        parts.append({"text": f"Here is the image with its text translated into {_language(ctx)}."})
+    parts.append(
+        {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png).decode("ascii")}}
+    )
+    candidate = {"content": {"parts": parts, "role": "model"}, "finishReason": "STOP"}
+    return _answer(ctx, candidate, 1290 + (12 if with_text else 0))
+
+
+_HTML_502 = """<!DOCTYPE html>
+<html lang=en>
+  <meta charset=utf-8>
+  <meta name=viewport content="initial-scale=1, minimum-scale=1, width=device-width">
+  <title>Error 502 (Server Error)!!1</title>
+  <style>
+    *{margin:0;padding:0}html,code{font:15px/22px arial,sans-serif}html{background:#fff;color:#222;
+    padding:15px}body{margin:7% auto 0;max-width:390px;min-height:180px;padding:30px 0 15px}
+  </style>
+  <a href=//www.google.com/><span id=logo aria-label=Google></span></a>
+  <p><b>502.</b> <ins>That’s an error.</ins>
+  <p>The server encountered a temporary error and could not complete your request.
+  <p>Please try again in 30 seconds.  <ins>That’s all we know.</ins>
+"""
+
+_CAPTIVE_PORTAL = """<!DOCTYPE html>
+<html>
+<head><title>Welcome! Sign in to continue</title></head>
+<body>
+<h1>Guest Wi-Fi</h1>
+<p>Please accept the terms of use to access the Internet.</p>
+<form method="post" action="/login"><button type="submit">Accept and connect</button></form>
+</body>
+</html>
+"""
+
+
+def fault_reply(spec: FaultSpec, ctx: Context) -> Reply:
+    """The canned answer for a fault. `ok` and `stall` are answered by the server itself."""
+    name = spec.name
+    if name == "rate_limit":
+        return rate_limit(ctx, spec.param("retry_delay"))
+    if name == "rate_limit_plain":
+        return Reply(429, b"Too Many Requests", "text/plain; charset=UTF-8")
+    if name == "quota_daily":
+        return _quota_reply(
+            ctx=ctx,
+            metric="generativelanguage.googleapis.com/generate_requests_per_model_per_day",
+            quota_id="GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+            limit=100,
+            retry_delay=spec.param("retry_delay"),
+        )
+    if name == "quota_zero":
+        return _quota_reply(
+            ctx=ctx,
+            metric="generativelanguage.googleapis.com/generate_content_free_tier_requests",
+            quota_id="GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+            limit=0,
+            retry_delay=spec.param("retry_delay"),
+        )
+    if name == "prepay_depleted":
+        return error_reply(
+            402,
+            "RESOURCE_EXHAUSTED",
+            "Your prepayment credits are depleted. Please go to AI Studio at "
+            "https://ai.studio/projects to manage your project and billing.",
+        )
+    if name == "overloaded":
+        return error_reply(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+    if name == "internal":
+        return error_reply(500, "INTERNAL", _internal_message())
+    if name == "deadline":
+        return error_reply(504, "DEADLINE_EXCEEDED", "The request timed out. Please try again.")
+    if name == "bad_gateway_html":
+        return Reply(502, _HTML_502.encode("utf-8"), "text/html; charset=UTF-8")
+    if name == "empty_503":
+        return Reply(503, b"", None)
+    if name == "bad_key":
+        return api_key_invalid()
+    if name == "permission_denied":
+        return error_reply(403, "PERMISSION_DENIED", "The caller does not have permission")
+    if name == "model_not_found":
+        return model_not_found(ctx.model, ctx.api_version)
+    if name == "location":
+        return error_reply(
+            400, "FAILED_PRECONDITION", "User location is not supported for the API use."
+        )
+    if name == "invalid_argument":
+        return invalid_argument(
+            f"Unable to process input image. Please retry or report in {_TROUBLESHOOTING}"
+        )
+    if name == "teapot":
+        return error_reply(418, "UNKNOWN", "I'm a teapot: the simulator refuses to brew images.")
+    return _odd_answer(spec, ctx)
+
+
+def _internal_message() -> str:
+    return f"An internal error has occurred. Please retry or report in {_TROUBLESHOOTING}"
+
+
+def _odd_answer(spec: FaultSpec, ctx: Context) -> Reply:
+    """The 200s that hold no image, and the ways of not answering at all."""
+    name = spec.name
+    candidate: dict[str, Any]
+    if name == "no_image":
+        text = (
+            "I can't edit this image, but here is the translated text: "
+            f"[the text of the image, in {_language(ctx)}]"
+        )
+        candidate = {"content": {"parts": [{"text": text}], "role": "model"}}
+        return _answer(ctx, {**candidate, "finishReason": "NO_IMAGE"}, 24)
+    if name == "text_only":
+        text = f"Sure! Here is the translated text in {_language(ctx)}: ..."
+        candidate = {"content": {"parts": [{"text": text}], "role": "model"}}
+        return _answer(ctx, {**candidate, "finishReason": "STOP"}, 16)
+    if name == "image_other":
+        candidate = {
+            "content": {"role": "model"},
+            "finishReason": "IMAGE_OTHER",
+            "finishMessage": "Unable to show the generated image. The model could not generate "
+            "the image based on the prompt provided. Try rephrasing the prompt.",
+        }
+        return _answer(ctx, candidate, 0)
+    if name == "image_safety":
+        candidate = {
+            "content": {"role": "model"},
+            "finishReason": "IMAGE_SAFETY",
+            "finishMessage": "The model output could not be generated. This output contains "
+            "sensitive words that violate Google's Responsible AI practices. Try rephrasing the "
+            "prompt. If you think this was an error, send feedback. Support code: 42876398.",
+        }
+        return _answer(ctx, candidate, 0)
+    if name == "prompt_blocked":
+        return _answer(ctx, None, 0, promptFeedback={"blockReason": "PROHIBITED_CONTENT"})
+    if name == "empty_200":
+        return json_reply(200, {})
+    if name == "error_200":
+        return json_reply(200, _status_payload(500, "INTERNAL", _internal_message()))
+    if name == "invalid_json":
+        return Reply(200, _CAPTIVE_PORTAL.encode("utf-8"), "text/html; charset=UTF-8")
+    if name == "reset":
+        return Reply(action="reset")
+    if name == "disconnect":
+        return Reply(action="disconnect")
+    raise ValueError(f"fault {name!r} has no canned answer")  # ok/stall: the server answers
