@@ -429,7 +429,7 @@ class Batch:
             )
             self._fail(ref, error, attempts=attempt, sent=True, recorded=True)
             return
-        self.store.attempt_succeeded(
+        charged = self.store.attempt_succeeded(
             attempt_id,
             ref.generation_id,
             duration_ms=duration_ms,
@@ -440,6 +440,7 @@ class Batch:
             total_tokens=translation.total_tokens,
         )
         self.tally.completed += 1
+        self.tally.credits += int(charged)
         self.emit(ev.VariationCompleted(ref, attempt, self.policy.max_attempts, str(target)))
 
     # -- outcomes --

@@ -431,10 +431,14 @@ class Store:
         prompt_tokens: int | None,
         output_tokens: int | None,
         total_tokens: int | None,
-    ) -> None:
-        """Record success; the variation's one credit is charged here, on its first success."""
+    ) -> bool:
+        """Record success. The variation's one credit is charged on its first success only;
+        returns whether this success charged it."""
         stamp = now_iso()
         with self.transaction():
+            (charged_before,) = self.db.execute(
+                "SELECT credits_charged FROM generations WHERE id = ?", [generation_id]
+            ).fetchone()
             self.db.execute(
                 "UPDATE attempts SET outcome = 'succeeded', finished_at = ?, duration_ms = ?,"
                 " prompt_tokens = ?, output_tokens = ?, total_tokens = ?, model_version = ?"
@@ -455,6 +459,7 @@ class Store:
                 " completed_at = ?, updated_at = ? WHERE id = ?",
                 [output_path, stamp, stamp, generation_id],
             )
+        return not charged_before
 
     def attempt_interrupted(self, attempt_id: str, *, duration_ms: int) -> None:
         self.db.execute(
