@@ -25,6 +25,8 @@ from imagelingo_cli.images import (
     SourceImage,
     output_path,
     prepare_image,
+    printable,
+    remove_stale_temp_files,
     write_atomic,
 )
 from imagelingo_cli.languages import Language
@@ -54,6 +56,7 @@ class ImageJob:
     source: SourceImage
     variations: tuple[VariationSpec, ...]
     expected_sha256: str | None = None  # retry-failed: the content the variations were made from
+    problem: str | None = None  # found but unusable (broken link, loop, unreadable folder)
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,9 @@ class Batch:
     ) -> ev.Summary:
         started = time.perf_counter()
         self.store.recover_dead_runs()
+        if not self.store.other_live_runs():  # a live run's temp files look the same as stale ones
+            for out_dir in sorted({spec.out_dir for job in jobs for spec in job.variations}):
+                await anyio.to_thread.run_sync(remove_stale_temp_files, out_dir)
         backends = sorted({spec.backend for job in jobs for spec in job.variations})
         self.run_id = self.store.start_run(
             self.options.command,
@@ -244,6 +250,8 @@ class Batch:
             if not claimed:
                 return
             try:
+                if job.problem is not None:
+                    raise TranslationError(ErrorCode.INVALID_TYPE, f"'{ref.image}' {job.problem}")
                 expected = job.expected_sha256 or sha
                 image = await anyio.to_thread.run_sync(prepare_image, job.source.path, expected)
             except TranslationError as error:
@@ -265,9 +273,9 @@ class Batch:
             claim = self.store.claim_generation(
                 key,
                 run_id=self.run_id,
-                source_path=str(job.source.path),
-                relative_path=str(job.source.relative),
-                out_dir=str(spec.out_dir),
+                source_path=printable(job.source.path),
+                relative_path=printable(job.source.relative),
+                out_dir=printable(spec.out_dir),
                 base_url=self.options.base_url,
                 force=self.options.force,
             )
@@ -281,9 +289,9 @@ class Batch:
             claim = self.store.claim_generation(
                 GenerationKey(sha, spec.language.tag, spec.model, spec.variation, spec.backend),
                 run_id=self.run_id,
-                source_path=str(job.source.path),
-                relative_path=str(job.source.relative),
-                out_dir=str(spec.out_dir),
+                source_path=printable(job.source.path),
+                relative_path=printable(job.source.relative),
+                out_dir=printable(spec.out_dir),
                 base_url=self.options.base_url,
                 force=True,
             )
@@ -411,18 +419,19 @@ class Batch:
         duration_ms: int,
         translation: Translation,
     ) -> None:
-        target = output_path(
-            spec.out_dir,
-            job.source.relative,
-            spec.language.tag,
-            spec.variation,
-            translation.mime_type,
-        )
         try:
+            wanted = output_path(
+                spec.out_dir,
+                job.source.relative,
+                spec.language.tag,
+                spec.variation,
+                translation.mime_type,
+            )
+            target = self._free_output(wanted, ref.generation_id)
             await anyio.to_thread.run_sync(write_atomic, target, translation.data)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             error = TranslationError(
-                ErrorCode.API_ERROR, f"the translated image could not be written to {target}: {exc}"
+                ErrorCode.API_ERROR, f"the translated image could not be written: {exc}"
             )
             self.store.attempt_failed(
                 attempt_id, ref.generation_id, error, duration_ms=duration_ms, retry_in_ms=None
@@ -433,7 +442,7 @@ class Batch:
             attempt_id,
             ref.generation_id,
             duration_ms=duration_ms,
-            output_path=str(target),
+            output_path=printable(target),
             model_version=translation.model_version,
             prompt_tokens=translation.prompt_tokens,
             output_tokens=translation.output_tokens,
@@ -442,6 +451,20 @@ class Batch:
         self.tally.completed += 1
         self.tally.credits += int(charged)
         self.emit(ev.VariationCompleted(ref, attempt, self.policy.max_attempts, str(target)))
+
+    def _free_output(self, wanted: Path, generation_id: str) -> Path:
+        """`wanted`, unless it holds a file that is not this variation's earlier output: then the
+        first free `<name>-2.<ext>`, `-3`… An unrelated file is overwritten only with --force,
+        another variation's output never."""
+        candidate = wanted
+        for number in range(2, 1000):
+            if not candidate.exists():
+                return candidate
+            owner = self.store.output_owner(printable(candidate))
+            if owner == generation_id or (owner is None and self.options.force):
+                return candidate
+            candidate = wanted.with_name(f"{wanted.stem}-{number}{wanted.suffix}")
+        return candidate
 
     # -- outcomes --
 

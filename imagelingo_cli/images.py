@@ -21,7 +21,7 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 
 from PIL import Image, features
 
@@ -357,8 +357,12 @@ def _invalid(name: str, reason: str) -> TranslationError:
 
 def _display_name(path: Path) -> str:
     """The file name, quoted, printable and UTF-8-safe (undecodable bytes shown as \\xNN)."""
-    raw = os.fsencode(path.name or str(path))
-    return "'" + raw.decode("utf-8", errors="backslashreplace") + "'"
+    return "'" + printable(path.name or str(path)) + "'"
+
+
+def printable(path: PurePath | str) -> str:
+    """A path as UTF-8-safe text for the database and the screen (undecodable bytes as \\xNN)."""
+    return os.fsencode(str(path)).decode("utf-8", errors="backslashreplace")
 
 
 def _read(path: Path, name: str) -> bytes:

@@ -105,6 +105,7 @@ def m001_initial(db: Database) -> None:
         CREATE INDEX generations_status ON generations (status, updated_at);
         CREATE INDEX generations_failed_code ON generations (error_code) WHERE status = 'failed';
         CREATE INDEX generations_run ON generations (run_id);
+        CREATE INDEX generations_output ON generations (output_path);
         CREATE TABLE attempts (
             id TEXT PRIMARY KEY,
             generation_id TEXT NOT NULL REFERENCES generations(id),
@@ -195,6 +196,12 @@ class Store:
         self.db.execute(
             "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", [status, now_iso(), run_id]
         )
+
+    def other_live_runs(self) -> int:
+        """Runs of other processes still working on this database."""
+        rows = self.db.execute("SELECT pid, host FROM runs WHERE status = 'running'").fetchall()
+        here = socket.gethostname()
+        return sum(1 for pid, host in rows if pid != os.getpid() and _alive(pid, host, here))
 
     def count_runs(self) -> int:
         (count,) = self.db.execute("SELECT COUNT(*) FROM runs").fetchone()
@@ -336,6 +343,13 @@ class Store:
         if row is None:
             raise KeyError(generation_id)
         return row
+
+    def output_owner(self, path: str) -> str | None:
+        """The generation whose recorded output is `path`, if any."""
+        row = self.db.execute(
+            "SELECT id FROM generations WHERE output_path = ? LIMIT 1", [path]
+        ).fetchone()
+        return str(row[0]) if row else None
 
     def fail_unsent(self, generation_id: str, error: TranslationError) -> None:
         """A variation that failed without a request (bad file, or the run stopped sending)."""
