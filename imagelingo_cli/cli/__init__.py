@@ -1,0 +1,69 @@
+"""The command-line client: parses options, calls the library core, renders results."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from imagelingo_cli import __version__
+from imagelingo_cli.cli import (
+    abandon_cmd,
+    history_cmd,
+    process_cmd,
+    retry_cmd,
+    settings_cmd,
+    show_cmd,
+    simulator_cmd,
+    stats_cmd,
+)
+
+app = typer.Typer(
+    name="imagelingo",
+    help="Translate the text inside images with a Gemini image model, in batches.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(process_cmd.process)
+app.command("retry-failed")(retry_cmd.retry_failed)
+app.add_typer(simulator_cmd.app, name="simulator")
+app.command()(history_cmd.history)
+app.command()(show_cmd.show)
+app.command()(stats_cmd.stats)
+app.command()(abandon_cmd.abandon)
+app.add_typer(settings_cmd.app, name="settings")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"imagelingo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Translate the text inside images with a Gemini image model, in batches."""
+
+
+def main() -> None:
+    """The console script: an unexpected error is one line, its traceback only on request,
+    and never with local variables (which could hold the API key)."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("IMAGELINGO_DEBUG"):
+            raise
+        print(
+            f"imagelingo: unexpected error: {type(exc).__name__}: {exc}\n"
+            "Set IMAGELINGO_DEBUG=1 to see the traceback.",
+            file=sys.stderr,
+        )
+        sys.exit(1)

@@ -1,0 +1,407 @@
+"""The live table's model and view: `ProgressState` folds engine events into one row per
+variation plus counts; `render_table` draws that state, a pure function of (state, now)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.table import Table
+from rich.text import Text
+
+from imagelingo_cli import events as ev
+
+STATUSES = ("waiting", "sending", "retrying", "completed", "failed", "skipped", "interrupted")
+ACTIVE = frozenset({"sending", "retrying"})
+FINISHED = frozenset({"completed", "failed", "skipped", "interrupted"})
+
+STATUS_STYLE = {
+    "waiting": "dim",
+    "sending": "cyan",
+    "retrying": "yellow",
+    "completed": "green",
+    "failed": "red",
+    "skipped": "dim",
+    "interrupted": "magenta",
+}
+STATUS_WORD = {"completed": "done"}  # the Status column's word, where it differs
+COUNT_WORD = {"completed": "done"}
+RETRY_HINT = "transient: imagelingo retry-failed"
+IMAGE_MIN = 18
+
+
+@dataclass
+class Row:
+    """One variation as the table shows it."""
+
+    ref: ev.VariationRef
+    status: str
+    attempt: int
+    max_attempts: int
+    detail: str  # the words for every status but "retrying", whose countdown is live
+    changed_at: float
+    error: ev.ErrorInfo | None = None
+    retry_at: float | None = None
+    output_path: str | None = None
+    first_started_at: float | None = None  # the round's first attempt, for the ETA
+
+
+def row_key(ref: ev.VariationRef) -> str:
+    """The generation id; a variation interrupted before it was claimed has none yet."""
+    return ref.generation_id or f"{ref.image}\x00{ref.variation}\x00{ref.language}"
+
+
+class ProgressState:
+    """Everything the table shows, folded from events. `now` is the engine clock's now."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self.now = now
+        self.rows: dict[str, Row] = {}
+        self.run_id: str | None = None
+        self.command: str | None = None
+        self.total = 0
+        self.concurrency = 1
+        self.max_attempts = 1
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.rate: ev.RateStatus | None = None
+        self.stopped: ev.ErrorInfo | None = None  # a global error: the rest is not sent
+        self.summary: ev.Summary | None = None
+        self._durations = 0.0
+        self._finished_sent = 0
+
+    # -- folding --
+
+    def apply(self, event: ev.Event) -> None:
+        now = self.now()
+        if self.started_at is None:
+            self.started_at = now
+        match event:
+            case ev.BatchStarted():
+                self.run_id = event.run_id
+                self.command = event.command
+                self.total = event.total
+                self.concurrency = max(1, event.concurrency)
+                self.max_attempts = event.max_attempts
+                self.started_at = now
+            case ev.VariationQueued(ref=ref):
+                row = self._row(ref, now)
+                row.status, row.detail, row.changed_at = "waiting", "Waiting", now
+            case ev.AttemptStarted(ref=ref):
+                row = self._row(ref, now)
+                row.attempt, row.max_attempts = event.attempt, event.max_attempts
+                row.retry_at = None
+                if event.attempt == 1 or row.first_started_at is None:
+                    row.first_started_at = now
+                self._set(row, "sending", f"{_attempt(row)}: Sending…", now)
+            case ev.AttemptFailed(ref=ref):
+                row = self._row(ref, now)
+                row.attempt, row.max_attempts, row.error = (
+                    event.attempt,
+                    event.max_attempts,
+                    event.error,
+                )
+                failed = f"{_attempt(row)}: Failed - {event.error.label}"
+                if event.retry_in is None:
+                    row.retry_at = None
+                    self._set(row, "failed", failed, now)
+                else:
+                    row.retry_at = (
+                        event.retry_at if event.retry_at is not None else now + event.retry_in
+                    )
+                    self._set(row, "retrying", failed, now)
+            case ev.VariationCompleted(ref=ref):
+                row = self._row(ref, now)
+                row.attempt, row.max_attempts = event.attempt, event.max_attempts
+                row.retry_at, row.output_path = None, event.output_path
+                self._finish(row, now)
+                self._set(row, "completed", f"{_attempt(row)}: Succeeded", now)
+            case ev.VariationFailed(ref=ref):
+                row = self._row(ref, now)
+                row.error, row.retry_at = event.error, None
+                if event.sent:
+                    self._finish(row, now)
+                self._set(row, "failed", failure_text(event.error, event.attempts, event.sent), now)
+            case ev.VariationSkipped(ref=ref):
+                row = self._row(ref, now)
+                row.output_path = event.output_path
+                self._set(row, "skipped", f"Skipped - {event.reason}", now)
+            case ev.VariationInterrupted(ref=ref):
+                row = self._row(ref, now)
+                row.retry_at = None
+                self._set(row, "interrupted", "Interrupted - run again to resume", now)
+            case ev.SendingStopped():
+                self.stopped = event.error
+            case ev.RateStatus():
+                self.rate = event
+            case ev.BatchFinished():
+                self.summary = event.summary
+                self.finished_at = now
+
+    def _row(self, ref: ev.VariationRef, now: float) -> Row:
+        key = row_key(ref)
+        row = self.rows.get(key)
+        if row is None:
+            row = Row(ref, "waiting", 0, self.max_attempts, "Waiting", now)
+            self.rows[key] = row
+        else:
+            row.ref = ref
+        return row
+
+    @staticmethod
+    def _set(row: Row, status: str, detail: str, now: float) -> None:
+        row.status, row.detail, row.changed_at = status, detail, now
+
+    def _finish(self, row: Row, now: float) -> None:
+        """Count a sent variation's time from first attempt to outcome, once, for the ETA."""
+        if row.first_started_at is not None:
+            self._durations += max(0.0, now - row.first_started_at)
+            self._finished_sent += 1
+            row.first_started_at = None
+
+    # -- derived numbers --
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Variations per status; those not listed yet (image not hashed) count as waiting."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for row in self.rows.values():
+            counts[row.status] += 1
+        counts["waiting"] += max(0, self.total - len(self.rows))
+        return counts
+
+    def elapsed(self, now: float) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at if self.finished_at is not None else now
+        return max(0.0, end - self.started_at)
+
+    def eta(self) -> float | None:
+        """Average time per finished variation x remaining / concurrency; None until one
+        variation has finished after being sent, and once nothing remains."""
+        if self._finished_sent == 0 or self.summary is not None:
+            return None
+        counts = self.counts
+        remaining = counts["waiting"] + counts["sending"] + counts["retrying"]
+        if remaining == 0:
+            return None
+        limit = self.rate.concurrency_limit if self.rate is not None else self.concurrency
+        return self._durations / self._finished_sent * remaining / max(1, limit)
+
+
+# -- words --
+
+
+def _attempt(row: Row) -> str:
+    return f"Attempt {row.attempt}/{row.max_attempts}"
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:g}s"
+
+
+def countdown(until: float, now: float) -> int:
+    """Whole seconds left, rounded up, never below 0 (the 1e-6 absorbs float noise)."""
+    return max(0, math.ceil(until - now - 1e-6))
+
+
+def failure_text(error: ev.ErrorInfo, attempts: int, sent: bool) -> str:
+    """A variation's final failure, e.g. "Failed after 2 retries - Timeout (transient: …)"."""
+    kind = RETRY_HINT if error.transient else "permanent"
+    if not sent:
+        return f"Not sent - {error.label} ({kind})"
+    retries = max(0, attempts - 1)
+    if retries:
+        plural = "retry" if retries == 1 else "retries"
+        return f"Failed after {retries} {plural} - {error.label} ({kind})"
+    return f"Failed - {error.label} ({kind})"
+
+
+def detail_text(row: Row, now: float) -> str:
+    """The words in the Detail column; a retrying row counts down to its next attempt."""
+    if row.status != "retrying" or row.retry_at is None:
+        return row.detail
+    left = countdown(row.retry_at, now)
+    text = f"{row.detail} · " + (f"retrying in {left}s" if left else "retrying now")
+    if row.error is not None and row.error.retry_after_ms:
+        text += f" (server asked {_seconds(row.error.retry_after_ms)})"
+    return text
+
+
+def clock_text(seconds: float) -> str:
+    """0:42, 1:10, 1:02:03."""
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def truncate_left(text: str, width: int) -> str:
+    """Keep the end of a path, which names the file: "…nus/cafe-menu.jpg"."""
+    if cell_len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    kept: list[str] = []
+    used = 0
+    for char in reversed(text):
+        used += cell_len(char)
+        if used > width - 1:
+            break
+        kept.append(char)
+    return "…" + "".join(reversed(kept))
+
+
+# -- the table --
+
+
+def select_rows(
+    state: ProgressState, max_rows: int, statuses: Collection[str] | None = None
+) -> tuple[list[Row], dict[str, int]]:
+    """The rows to show and the per-status counts of those folded away.
+
+    Everything fits: all rows in order. Otherwise active rows first, then the most recently
+    finished, then waiting ones; one line is kept for the fold."""
+    rows = [r for r in state.rows.values() if statuses is None or r.status in statuses]
+    unlisted = max(0, state.total - len(state.rows)) if statuses is None else 0
+    limit = max(1, max_rows)
+    if len(rows) + (1 if unlisted else 0) <= limit:
+        return rows, {"waiting": unlisted} if unlisted else {}
+    slots = limit - 1
+    active = [r for r in rows if r.status in ACTIVE]
+    finished = sorted(
+        (r for r in rows if r.status in FINISHED), key=lambda r: r.changed_at, reverse=True
+    )
+    waiting = [r for r in rows if r.status == "waiting"]
+    shown = (active + finished + waiting)[:slots]
+    chosen = {id(r) for r in shown}
+    folded = dict.fromkeys(STATUSES, 0)
+    for r in rows:
+        if id(r) not in chosen:
+            folded[r.status] += 1
+    folded["waiting"] += unlisted
+    return shown, {k: v for k, v in folded.items() if v}
+
+
+def _fold_line(folded: dict[str, int]) -> Text:
+    order = ("waiting", "sending", "retrying", "completed", "failed", "skipped", "interrupted")
+    parts = [f"{folded[s]} {COUNT_WORD.get(s, s)}" for s in order if folded.get(s)]
+    return Text(f"… {sum(folded.values())} more ({', '.join(parts)})", style="dim")
+
+
+class Footer:
+    """`12 done · 2 failed · … │ elapsed 0:42 · ETA 1:10 · concurrency 4 · cooling down 5s`,
+    on two lines (split at the bar) when the console is narrower than that."""
+
+    def __init__(self, counts: Text, timing: Text) -> None:
+        self.counts = counts
+        self.timing = timing
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        line = Text.assemble(self.counts, " │ ", self.timing)
+        if line.cell_len <= options.max_width:
+            yield line
+        else:
+            yield self.counts
+            yield self.timing
+
+
+def render_footer(state: ProgressState, now: float) -> Footer:
+    counts = state.counts
+    text = Text()
+    shown = ["completed", "failed", "retrying", "sending", "waiting"]
+    shown += [s for s in ("skipped", "interrupted") if counts[s]]
+    for i, status in enumerate(shown):
+        if i:
+            text.append(" · ")
+        style = STATUS_STYLE[status] if counts[status] and status != "waiting" else ""
+        text.append(f"{counts[status]} {COUNT_WORD.get(status, status)}", style=style)
+    timing = Text(f"elapsed {clock_text(state.elapsed(now))}")
+    eta = state.eta()
+    if eta is not None:
+        timing.append(f" · ETA {clock_text(eta)}")
+    if state.rate is not None:
+        timing.append(f" · concurrency {state.rate.concurrency_limit}")
+        until = state.rate.cooldown_until
+        if until is not None and until > now:
+            timing.append(f" · cooling down {countdown(until, now)}s", style="yellow")
+    if state.stopped is not None:
+        timing.append(f" · sending stopped: {state.stopped.label}", style="red")
+    return Footer(text, timing)
+
+
+@dataclass(frozen=True)
+class _Line:
+    image: str
+    variation: str
+    language: str
+    status: str
+    detail: str
+
+
+class _ProgressView:
+    """A snapshot of the table, laid out when the console's width is known (the Image column
+    shrinks first, truncated from the left)."""
+
+    def __init__(self, lines: list[_Line], fold: Text | None, footer: Footer) -> None:
+        self.lines = lines
+        self.fold = fold
+        self.footer = footer
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        def widest(values: list[str], header: str, least: int = 0) -> int:
+            return max([least, cell_len(header), *(cell_len(v) for v in values)])
+
+        lines = self.lines
+        var = widest([line.variation for line in lines], "Var")
+        lang = widest([line.language for line in lines], "Lang")
+        status = widest([STATUS_WORD.get(line.status, line.status) for line in lines], "Status", 8)
+        image_wanted = widest([line.image for line in lines], "Image")
+        detail_wanted = widest([line.detail for line in lines], "Detail")
+        # Columns are 2 cells apart. Detail matters most: the Image column gives way first,
+        # down to IMAGE_MIN cells; what still does not fit is cut with an ellipsis.
+        room = max(10, options.max_width - var - lang - status - 4 * 2)
+        image = min(image_wanted, max(IMAGE_MIN, room - detail_wanted))
+        detail = max(1, min(detail_wanted, room - image))
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        table.add_column("Image", no_wrap=True, width=image)
+        table.add_column("Var", no_wrap=True, width=var)
+        table.add_column("Lang", no_wrap=True, width=lang)
+        table.add_column("Status", no_wrap=True, width=status)
+        table.add_column("Detail", no_wrap=True, overflow="ellipsis", width=detail)
+        for line in lines:
+            table.add_row(
+                truncate_left(line.image, image),
+                line.variation,
+                line.language,
+                Text(STATUS_WORD.get(line.status, line.status), style=STATUS_STYLE[line.status]),
+                line.detail,
+            )
+        parts: list[RenderableType] = [table]
+        if self.fold is not None:
+            parts.append(self.fold)
+        parts.append(self.footer)
+        yield Group(*parts)
+
+
+def render_table(
+    state: ProgressState, *, max_rows: int, statuses: Collection[str] | None = None
+) -> RenderableType:
+    """The table, the fold line and the footer, at the state's `now`. `statuses` limits the
+    rows (the compact final table shows only failed and interrupted ones)."""
+    now = state.now()
+    rows, folded = select_rows(state, max_rows, statuses)
+    if statuses is not None and not rows:
+        return render_footer(state, now)
+    lines = [_line(row, now) for row in rows]
+    fold = _fold_line(folded) if folded else None
+    return _ProgressView(lines, fold, render_footer(state, now))
+
+
+def _line(row: Row, now: float) -> _Line:
+    ref = row.ref
+    return _Line(ref.image, f"v{ref.variation}", ref.language, row.status, detail_text(row, now))

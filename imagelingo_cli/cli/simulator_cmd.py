@@ -1,0 +1,103 @@
+"""`imagelingo simulator serve`: the built-in Gemini stand-in, as a long-running server.
+
+The first stdout line is ``Listening on http://HOST:PORT`` (flushed at once, so scripts and
+tests can read the port when ``--port 0`` picks one); a one-line summary of the profile goes
+to stderr. It serves until Ctrl-C or SIGTERM and then exits 0. A scenario file that does not
+load is reported on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from imagelingo_cli.simulator import Simulator, load_scenario
+
+app = typer.Typer(help="The built-in Gemini-compatible simulator.", no_args_is_help=True)
+
+
+class Profile(StrEnum):
+    """The simulator's built-in behaviours (`imagelingo_cli.simulator.PROFILES`)."""
+
+    ok = "ok"
+    flaky = "flaky"
+    rate_limited = "rate-limited"
+    outage = "outage"
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")
+    ] = 0,
+    profile: Annotated[
+        Profile,
+        typer.Option(
+            "--profile",
+            help="ok: all succeed; flaky: seeded 429/504/503/no-image mix; "
+            "rate-limited: --rpm budget; outage: 503s.",
+        ),
+    ] = Profile.ok,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for flaky and outage.")] = 0,
+    latency: Annotated[
+        float, typer.Option("--latency", min=0.0, help="Seconds to wait before every answer.")
+    ] = 0.0,
+    rpm: Annotated[
+        int | None,
+        typer.Option("--rpm", min=1, help="Requests per minute (rate-limited: default 60)."),
+    ] = None,
+    scenario: Annotated[
+        Path | None,
+        typer.Option("--scenario", help="JSON file scripting answers per image/variation."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", help="Accept only this key (default: any non-empty key)."),
+    ] = None,
+) -> None:
+    """Serve the Gemini generateContent protocol until Ctrl-C."""
+    try:
+        loaded = load_scenario(scenario) if scenario is not None else None
+        simulator = Simulator(
+            profile.value,
+            seed=seed,
+            latency=latency,
+            rpm=rpm,
+            scenario=loaded,
+            host=host,
+            port=port,
+            api_key=api_key,
+        )
+    except ValueError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        base_url = simulator.start()
+    except OSError as exc:
+        typer.echo(f"Error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(f"Listening on {base_url}", flush=True)
+        typer.echo(f"{simulator.describe()}. Ctrl-C to stop.", err=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        simulator.stop()
+    stats = simulator.stats()
+    typer.echo(f"Stopped after {stats['requests']} request(s).", err=True)

@@ -1,0 +1,125 @@
+"""`imagelingo stats`: error analytics from the attempts table, computed in SQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from imagelingo_cli.cli.common import fail_setup, open_db
+from imagelingo_cli.cli.when import HELP as SINCE_HELP
+from imagelingo_cli.cli.when import parse_since
+from imagelingo_cli.cli.wording import resolve_run
+from imagelingo_cli.store import queries
+
+CODE_COLUMNS = (
+    ("failed_attempts", "Failed\nattempts"),
+    ("variations", "Varia-\ntions"),
+    ("recovered_auto", "Auto-\nfixed"),
+    ("recovered_manual", "Manual-\nfixed"),
+    ("still_failed", "Still\nfailed"),
+    ("abandoned", "Aban-\ndoned"),
+    ("unfinished", "Unfin-\nished"),
+    ("never_sent", "Not\nsent"),
+)
+LEGEND = (
+    "Variations: hit by the code (sent or not). Auto-fixed: a later attempt of the same round"
+    " succeeded; manual-fixed: a later round did. Unfinished: interrupted or running now."
+    " Not sent: failed with it before any request."
+)
+
+
+def stats(
+    run: str | None = typer.Option(
+        None, "--run", help="Only attempts made in this run (id or unique prefix)."
+    ),
+    since: str | None = typer.Option(None, "--since", metavar="WHEN", help=SINCE_HELP),
+    db: Path | None = typer.Option(
+        None, "--db", help="Database file (default: IMAGELINGO_DB or the user data folder)."
+    ),
+    json_output: bool = typer.Option(
+        False, "--json", help="One JSON object on stdout, nothing else."
+    ),
+) -> None:
+    """Error analytics: failures by code and how they ended, success rates, retry cost.
+
+    Scope: the attempts made in --run and/or started since --since (all by default), and the
+    variations they touched, plus those the run holds (or updated since) that were never sent.
+
+    \b
+    Per code, a variation hit by it counts once, by its first failure with it:
+      auto-fixed     a later attempt of the same round succeeded
+      manual-fixed   a later round succeeded (retry-failed, or a new run)
+      still failed, abandoned, unfinished (interrupted or running): its status now
+      not sent       failed with the code before any request (also in the above)
+    First-try success rate: variations whose first attempt in scope succeeded, over the
+    variations with an attempt in scope. Final success rate: of those, the ones completed
+    now. Attempts per success: attempts in scope over those completed. Extra calls on
+    retries: attempts in scope minus variations attempted. Credits: variations whose first
+    success (the one charged) is in scope.
+    """
+    try:
+        since_stamp = parse_since(since) if since is not None else None
+    except ValueError as exc:
+        fail_setup(str(exc))
+    store = open_db(db)
+    try:
+        report = queries.stats(store, run_id=resolve_run(store, run), since=since_stamp)
+    finally:
+        store.close()
+    if json_output:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    console = Console(highlight=False)
+    if not report["variations"]["variations"]:
+        console.print(
+            "No variations recorded yet." if not (run or since) else "Nothing in this scope."
+        )
+        return
+    for line in _summary(report):
+        console.print(line)
+    if report["by_code"]:
+        console.print(_codes_table(report["by_code"]))
+        console.print(LEGEND, style="dim")
+    else:
+        console.print("No failed attempts.")
+
+
+def _percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.0f}%"
+
+
+def _summary(report: dict[str, Any]) -> list[str]:
+    v, a = report["variations"], report["attempts"]
+    lines = [
+        f"Variations: {v['variations']} · completed {v['completed']} · failed {v['failed']}"
+        f" · abandoned {v['abandoned']} · interrupted {v['interrupted']}"
+        + (f" · in progress {v['in_progress']}" if v["in_progress"] else "")
+        + (f" ({v['never_sent']} never sent)" if v["never_sent"] else ""),
+        f"Attempts: {a['total']} · succeeded {a['succeeded']} · failed {a['failed']}"
+        f" · interrupted {a['interrupted']}"
+        + (f" · in flight {a['in_flight']}" if a["in_flight"] else ""),
+        f"Success: first try {_percent(report['first_try_success_rate'])}"
+        f" · final {_percent(report['final_success_rate'])} (of {v['attempted']} variations sent)",
+        f"Cost: {report['attempts_per_success'] or '—'} attempts per success"
+        f" · {report['retry_calls']} extra calls on retries"
+        f" · {report['credits_charged']} credits charged · {report['total_tokens']:,} tokens",
+    ]
+    return lines
+
+
+def _codes_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Failures by error code", box=None, header_style="bold", pad_edge=False)
+    table.add_column("Code", no_wrap=True)
+    for _, heading in CODE_COLUMNS:
+        table.add_column(heading, justify="right")
+    for row in rows:
+        table.add_row(
+            row["code"],
+            *(str(row[key]) for key, _ in CODE_COLUMNS),
+        )
+    return table

@@ -1,0 +1,115 @@
+"""The database file: schema from blank, recorded migrations, refusals, WAL, private mode."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import Cli
+
+from imagelingo_cli.errors import ErrorCode, TranslationError
+from imagelingo_cli.store import GenerationKey, StoreError, migrations, open_store
+
+APPROVED_RECORD = {
+    "error_code",
+    "error_message",
+    "retry_count",
+    "first_error_at",
+    "last_retry_at",
+    "is_retryable",
+}
+
+
+def names(conn: sqlite3.Connection, kind: str) -> set[str]:
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = ?", [kind]).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_blank_database_gets_the_whole_schema(tmp_path: Path) -> None:
+    """Opening a missing file creates tables, the error_logs view and the lookup indexes."""
+    path = tmp_path / "new" / "imagelingo.db"
+    open_store(path).close()
+    conn = sqlite3.connect(path)
+    assert {"runs", "generations", "attempts", "_sqlite_migrations"} <= names(conn, "table")
+    assert names(conn, "view") == {"error_logs"}
+    assert {
+        "generations_key",
+        "generations_updated",
+        "generations_status",
+        "generations_failed_code",
+        "generations_run",
+        "attempts_generation",
+        "attempts_run",
+        "attempts_code",
+    } <= names(conn, "index")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(generations)")}
+    assert APPROVED_RECORD | {"credits_charged", "updated_at", "output_path"} <= columns
+
+
+def test_every_migration_is_recorded_once(tmp_path: Path) -> None:
+    """Each named migration appears once in _sqlite_migrations, also after reopening."""
+    path = tmp_path / "imagelingo.db"
+    open_store(path).close()
+    open_store(path).close()
+    conn = sqlite3.connect(path)
+    recorded = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
+    assert recorded == [m.name for m in migrations._migrations]
+    assert recorded[0] == "m001_initial"
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A database written by a newer imagelingo (unknown migration name) raises StoreError."""
+    path = tmp_path / "imagelingo.db"
+    open_store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO _sqlite_migrations (migration_set, name, applied_at)"
+            " VALUES ('imagelingo', 'm999_from_the_future', '2030-01-01')"
+        )
+    with pytest.raises(StoreError, match="newer imagelingo"):
+        open_store(path)
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path, cli: Cli) -> None:
+    """A text file at the database path: StoreError, and exit 2 from a read command."""
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 50)
+    with pytest.raises(StoreError, match="not an imagelingo database"):
+        open_store(path)
+    result = cli("history", "--db", str(path))
+    assert result.exit_code == 2 and "not an imagelingo database" in result.output
+    assert path.read_text().startswith("these are my notes")
+
+
+def test_wal_mode_and_private_file(tmp_path: Path) -> None:
+    """The database runs in WAL mode and a new file is readable by its owner only."""
+    path = tmp_path / "imagelingo.db"
+    store = open_store(path)
+    try:
+        (mode,) = store.db.execute("PRAGMA journal_mode").fetchone()
+        assert mode == "wal"
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    finally:
+        store.close()
+
+
+def test_error_logs_has_one_row_per_failed_attempt(tmp_path: Path) -> None:
+    """The approved audit trail: every failed attempt with its number, code and server delay."""
+    store = open_store(tmp_path / "imagelingo.db")
+    run = store.start_run("process", target_language="es", model="m", backend="b", options={})
+    key = GenerationKey("sha", "es", "m", 1, "b")
+    gid = store.claim_generation(
+        key, run_id=run, source_path="/a.png", relative_path="a.png", out_dir="/o", base_url=None
+    ).row["id"]
+    error = TranslationError(ErrorCode.RATE_LIMIT, "slow down", 429, "RESOURCE_EXHAUSTED", 17000)
+    for wait in (2000, None):
+        attempt, _ = store.start_attempt(gid, run, "auto")
+        store.attempt_failed(attempt, gid, error, duration_ms=5, retry_in_ms=wait)
+    rows = store.db.execute(
+        "SELECT attempt_number, error_code, retry_after_ms FROM error_logs ORDER BY attempt_number"
+    ).fetchall()
+    store.close()
+    assert rows == [(1, "RATE_LIMIT", 17000), (2, "RATE_LIMIT", 17000)]
