@@ -237,7 +237,8 @@ class Batch:
                     self.tally.interrupted += 1
                     self.emit(ev.VariationInterrupted(ref, 0))
                 return
-            sha = await anyio.to_thread.run_sync(_sha256_or_marker, job.source.path)
+            image, problem = await anyio.to_thread.run_sync(_load, job)
+            sha = image.sha256 if image else await anyio.to_thread.run_sync(_content_key, job)
             claimed: list[tuple[VariationSpec, ev.VariationRef]] = []
             for spec, ref in zip(job.variations, refs, strict=True):
                 target = self._claim(job, spec, sha, ref)
@@ -247,16 +248,10 @@ class Batch:
                 for _spec, ref in claimed:
                     self._not_sent(ref, 0)
                 return
-            if not claimed:
-                return
-            try:
-                if job.problem is not None:
-                    raise TranslationError(ErrorCode.INVALID_TYPE, f"'{ref.image}' {job.problem}")
-                expected = job.expected_sha256 or sha
-                image = await anyio.to_thread.run_sync(prepare_image, job.source.path, expected)
-            except TranslationError as error:
+            if image is None:
+                assert problem is not None
                 for _spec, ref in claimed:
-                    self._fail(ref, error, attempts=0, sent=False)
+                    self._fail(ref, problem, attempts=0, sent=False)
                 return
             async with anyio.create_task_group() as group:
                 for spec, ref in claimed:
@@ -528,8 +523,21 @@ def _is_throttle(error: TranslationError) -> bool:
     return error.code is ErrorCode.SERVER_ERROR and error.retry_after_ms is not None
 
 
-def _sha256_or_marker(path: Path) -> str:
-    """The content key; an unreadable file gets a stable stand-in so its failure is recorded."""
+def _load(job: ImageJob) -> tuple[PreparedImage | None, TranslationError | None]:
+    """Read, check and prepare the image once (in a worker thread), or say why it cannot be sent."""
+    try:
+        if job.problem is not None:
+            name = printable(job.source.relative)
+            raise TranslationError(ErrorCode.INVALID_TYPE, f"'{name}' {job.problem}")
+        return prepare_image(job.source.path, job.expected_sha256), None
+    except TranslationError as error:
+        return None, error
+
+
+def _content_key(job: ImageJob) -> str:
+    """The content key of a file that failed its checks; an unreadable one gets a stable
+    stand-in so that its failure is still recorded."""
+    path = job.source.path
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:

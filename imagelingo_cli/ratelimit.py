@@ -2,8 +2,9 @@
 
 Gemini's limits are per project, so the variations of a run share one budget. The gate:
 - holds every new attempt until a server-given delay has passed (shared cooldown),
-- adapts how many attempts may be in flight: halved on a rate limit, grown back by one per
-  window of successes (AIMD), never above --concurrency,
+- adapts to the limit it meets, as AWS's adaptive retry mode does: on a rate limit it halves
+  how many attempts may be in flight and paces new attempts at 70 % of the rate that was just
+  too fast; successes grow both back gradually (never above --concurrency in flight),
 - optionally spaces requests to --rpm (a token bucket holding one request),
 - keeps a retry budget so that in an outage retries stay a fraction of first attempts.
 """
@@ -18,6 +19,11 @@ import anyio
 
 from imagelingo_cli.clock import Clock
 from imagelingo_cli.events import RateStatus
+
+RATE_CUT = 0.7  # on a rate limit, send at 70 % of the rate that was too fast
+RATE_GROWTH = 1.0  # then grow back by about one request/second per second of successes
+MIN_RATE = 0.1
+CONCURRENCY_GROWTH = 0.5  # slots regained per success after a halving
 
 
 @dataclass
@@ -43,6 +49,8 @@ class SendGate:
         self.rpm = rpm
         self.adaptive = adaptive
         self.limit = float(max_concurrency)
+        self.rate: float | None = None  # adaptive requests/second; None until the first 429
+        self._recent: deque[float] = deque()  # start times of the last second's attempts
         self.in_flight = 0
         self.cooldown_until = 0.0
         self._last_cut = float("-inf")
@@ -74,11 +82,15 @@ class SendGate:
                     if waiter in self._waiters:
                         self._waiters.remove(waiter)
                 continue
-            if self.rpm:
+            pace = self._pace()
+            if pace is not None:
                 if now < self._next_token_at:
                     await self._clock.sleep(self._next_token_at - now)
                     continue
-                self._next_token_at = max(now, self._next_token_at) + 60.0 / self.rpm
+                self._next_token_at = max(now, self._next_token_at) + 1 / pace
+            self._recent.append(now)
+            while self._recent and self._recent[0] < now - 1.0:
+                self._recent.popleft()
             self.in_flight += 1
             return Permit(started_at=now)
 
@@ -96,16 +108,25 @@ class SendGate:
                 changed = True
             # One cut per congestion episode: attempts sent before the last cut saw the old limit.
             if self.adaptive and permit.started_at >= self._last_cut:
+                too_fast = max(1.0, float(len(self._recent)), self.rate or 0.0)
+                self.rate = max(MIN_RATE, min(self.rate or too_fast, too_fast) * RATE_CUT)
                 self.limit = max(1.0, self.limit / 2)
                 self._last_cut = now
                 changed = True
-        elif self.adaptive and self.limit < self.max_concurrency:
+        elif self.adaptive:
             before = self.concurrency_limit
-            self.limit = min(float(self.max_concurrency), self.limit + 1 / self.limit)
+            self.limit = min(float(self.max_concurrency), self.limit + CONCURRENCY_GROWTH)
+            if self.rate is not None:
+                self.rate += RATE_GROWTH / self.rate  # about RATE_GROWTH more per second
             changed = self.concurrency_limit != before
         self._wake()
         if changed and self._on_change is not None:
             self._on_change(self.status())
+
+    def _pace(self) -> float | None:
+        """Requests per second to space attempts at: the --rpm cap and the adaptive rate."""
+        caps = [c for c in (self.rpm / 60 if self.rpm else None, self.rate) if c]
+        return min(caps) if caps else None
 
     def status(self) -> RateStatus:
         cooling = self.cooldown_until if self.cooldown_until > self._clock.now() else None
