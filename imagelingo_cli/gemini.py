@@ -16,7 +16,6 @@ from imagelingo_cli.languages import Language
 if TYPE_CHECKING:
     from google import genai
 
-DEFAULT_MODEL = "gemini-2.5-flash-image"
 API_VERSION = "v1beta"  # image output is documented and tested on v1beta; v1 is not verified
 MIN_SERVER_TIMEOUT_S = 10  # the API rejects an X-Server-Timeout under 10 s
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from imagelingo_cli.errors import DEFAULT_AUTO_RETRY, ErrorCode, SetupError
-from imagelingo_cli.gemini import DEFAULT_MODEL
 from imagelingo_cli.languages import resolve_language
+
+DEFAULT_MODEL = "gemini-2.5-flash-image"  # GA image model; see the README for why
 
 
 def settings_path() -> Path:

@@ -11,8 +11,9 @@ import pytest
 from conftest import SAMPLES, TEST_KEY
 
 from imagelingo_cli.errors import ErrorCode, TranslationError
-from imagelingo_cli.gemini import DEFAULT_MODEL, GeminiTranslator, Translation
+from imagelingo_cli.gemini import GeminiTranslator, Translation
 from imagelingo_cli.languages import resolve_language
+from imagelingo_cli.settings import DEFAULT_MODEL
 from imagelingo_cli.simulator import Simulator
 
 IMAGE = (SAMPLES / "shop-sign.png").read_bytes()

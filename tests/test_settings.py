@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from conftest import Cli
 
-from imagelingo_cli.gemini import DEFAULT_MODEL
-from imagelingo_cli.settings import resolve, settings_path
+from imagelingo_cli.settings import DEFAULT_MODEL, resolve, settings_path
 
 
 def shown(cli: Cli, env: dict[str, str] | None = None) -> dict[str, Any]:

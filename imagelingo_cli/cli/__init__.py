@@ -25,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rendering it with rich would triple the start-up time
 )
 app.command()(process_cmd.process)
 app.command("retry-failed")(retry_cmd.retry_failed)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 from imagelingo_cli.cli.common import EXIT_FAILED, fail_setup, open_db, stderr
-from imagelingo_cli.cli.wording import parse_codes, plural, resolve_generation, resolve_run
-from imagelingo_cli.store import queries
+
+if TYPE_CHECKING:
+    pass
 
 
 def abandon(
@@ -31,6 +32,11 @@ def abandon(
     A completed or running variation is refused (exit 1). `process --force` translates an
     abandoned variation again.
     """
+    from rich.console import Console
+
+    from imagelingo_cli.cli.wording import parse_codes, plural, resolve_generation, resolve_run
+    from imagelingo_cli.store import queries
+
     ids = generation_ids or []
     codes = parse_codes(code)
     if ids and (run or codes):
@@ -55,10 +61,10 @@ def abandon(
             if status in queries.ABANDONABLE:
                 wanted.append(found)
             elif status == "abandoned":
-                stderr.print(f"{found[:10]}: already abandoned.")
+                stderr().print(f"{found[:10]}: already abandoned.")
             else:
                 why = "it is completed" if status == "completed" else f"it is {status} right now"
-                stderr.print(
+                stderr().print(
                     f"{found[:10]}: not abandoned, {why}; only failed or interrupted ones are."
                 )
                 refused += 1

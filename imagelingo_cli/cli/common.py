@@ -1,46 +1,37 @@
-"""What every command shares: the database, the consoles, exit codes, and running a batch
-with Ctrl-C / SIGTERM handling."""
+"""What every command shares: exit codes, setup errors, the database. Kept light: `--help`
+and the read commands import this, so rich and the store are imported only when used."""
 
 from __future__ import annotations
 
 import os
-import signal
-import sys
-from collections.abc import Awaitable, Callable
+from functools import cache
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import anyio
-import anyio.abc
 import typer
-from rich.console import Console
 
-from imagelingo_cli import events as ev
-from imagelingo_cli.cli.reporters import (
-    JsonReporter,
-    LiveReporter,
-    PlainReporter,
-    Reporter,
-    render_failure_panel,
-    render_summary_line,
-)
-from imagelingo_cli.clock import Clock, MonotonicClock
-from imagelingo_cli.engine import BatchControl
-from imagelingo_cli.errors import SetupError
-from imagelingo_cli.store import Store, StoreError, default_db_path, open_store
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from imagelingo_cli import events as ev
+    from imagelingo_cli.store import Store
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-STOP_GRACE_S = 10.0  # after the first Ctrl-C, in-flight requests get this long to finish
 
-stderr = Console(stderr=True, highlight=False)
+
+@cache
+def stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
 
 
 def fail_setup(message: str) -> NoReturn:
     """A usage or setup error: one line on stderr, exit 2, nothing sent."""
-    stderr.print(f"[bold red]Error:[/] {message}", soft_wrap=True)
+    stderr().print(f"[bold red]Error:[/] {message}", soft_wrap=True)
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -48,10 +39,16 @@ def db_path(option: Path | None) -> Path:
     if option is not None:
         return option
     env = os.environ.get("IMAGELINGO_DB")
-    return Path(env) if env else default_db_path()
+    if env:
+        return Path(env)
+    from imagelingo_cli.store import default_db_path
+
+    return default_db_path()
 
 
 def open_db(option: Path | None) -> Store:
+    from imagelingo_cli.store import StoreError, open_store
+
     try:
         return open_store(db_path(option))
     except StoreError as exc:
@@ -63,85 +60,3 @@ def exit_code(summary: ev.Summary) -> int:
     if summary.status == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed else EXIT_OK
-
-
-def clock_from(ctx: typer.Context) -> Clock:
-    """The engine's clock: tests hand a VirtualClock in through the context object."""
-    obj: Any = ctx.obj
-    if isinstance(obj, dict) and obj.get("clock") is not None:
-        clock: Clock = obj["clock"]
-        return clock
-    return MonotonicClock()
-
-
-def run_batch(
-    start: Callable[[BatchControl], Awaitable[ev.Summary]],
-    *,
-    grace: float = STOP_GRACE_S,
-) -> ev.Summary:
-    """Run one batch on the asyncio loop (google-genai needs asyncio). The first SIGINT or
-    SIGTERM stops new attempts and gives those in flight `grace` seconds; a second one
-    cancels them at once."""
-
-    async def main() -> ev.Summary:
-        control = BatchControl()
-        async with anyio.create_task_group() as group:
-            group.start_soon(_watch_signals, control, grace, group)
-            try:
-                summary = await start(control)
-            except SetupError as exc:
-                group.cancel_scope.cancel()
-                fail_setup(str(exc))
-            group.cancel_scope.cancel()
-        return summary
-
-    return anyio.run(main, backend="asyncio")
-
-
-async def _watch_signals(control: BatchControl, grace: float, group: anyio.abc.TaskGroup) -> None:
-    if not _can_watch_signals():
-        await anyio.sleep_forever()
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if control.stop_requested:
-                stderr.print("[bold red]Stopping now.[/]")
-                control.abort()
-                continue
-            name = signal.Signals(signum).name
-            stderr.print(
-                f"[bold yellow]{name}: stopping.[/] No new requests; those in flight get "
-                f"{grace:g} s to finish. Press Ctrl-C again to stop at once."
-            )
-            control.request_stop()
-            group.start_soon(_abort_after, control, grace)
-
-
-async def _abort_after(control: BatchControl, grace: float) -> None:
-    await anyio.sleep(grace)
-    control.abort()
-
-
-def _can_watch_signals() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread() and sys.platform != "win32"
-
-
-def reporter_for(json_output: bool, clock: Clock) -> Reporter:
-    """JSON lines for --json, the live table on a terminal, plain lines otherwise."""
-    if json_output:
-        return JsonReporter(sys.stdout)
-    console = Console(highlight=False)
-    if console.is_terminal:
-        return LiveReporter(console, clock.now)
-    return PlainReporter(console)
-
-
-def report_outcome(summary: ev.Summary, json_output: bool) -> NoReturn:
-    """After a batch: the failure panel and summary (not with --json), then the exit code."""
-    if not json_output:
-        console = Console(highlight=False)
-        if summary.failures:
-            console.print(render_failure_panel(summary))
-        console.print(render_summary_line(summary))
-    raise typer.Exit(exit_code(summary))

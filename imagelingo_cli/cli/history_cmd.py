@@ -5,24 +5,18 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from imagelingo_cli.cli.common import fail_setup, open_db
 from imagelingo_cli.cli.when import HELP as SINCE_HELP
 from imagelingo_cli.cli.when import parse_since
-from imagelingo_cli.cli.wording import (
-    local,
-    one_line,
-    parse_codes,
-    plural,
-    resolve_run,
-    story,
-)
-from imagelingo_cli.store import queries
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
 
 JSON_COLUMNS = (
     "id",
@@ -77,6 +71,11 @@ def history(
     credits_charged, first_error_at, last_retry_at, created_at, updated_at (UTC),
     completed_at, output_path and run_id.
     """
+    from rich.console import Console
+
+    from imagelingo_cli.cli.wording import parse_codes, resolve_run
+    from imagelingo_cli.store import queries
+
     if limit < 0:
         fail_setup("--limit must be 0 (all) or more")
     try:
@@ -116,6 +115,8 @@ def history(
 
 
 def _json(row: dict[str, Any]) -> dict[str, Any]:
+    from imagelingo_cli.cli.wording import story
+
     out = {RENAMED.get(column, column): row[column] for column in JSON_COLUMNS}
     out["is_retryable"] = None if row["is_retryable"] is None else bool(row["is_retryable"])
     out["story"] = story(row)
@@ -123,6 +124,10 @@ def _json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
+    from imagelingo_cli.cli.wording import local, story
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     for name in ("ID", "When", "Image", "Var", "Lang", "Status", "Story"):
         table.add_column(name, no_wrap=name in ("ID", "When", "Var"), overflow="fold")
@@ -140,6 +145,10 @@ def _table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _errors_table(rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
+    from imagelingo_cli.cli.wording import local, one_line
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     for name in ("ID", "When", "Image", "Var", "Lang", "Code", "Retries", "May help", "Message"):
         table.add_column(name, no_wrap=name in ("ID", "When", "Var", "Code"), overflow="fold")
@@ -166,6 +175,8 @@ def _errors_footer(
     run: str | None,
     codes: tuple[str, ...],
 ) -> None:
+    from imagelingo_cli.cli.wording import plural
+
     helpful = sum(1 for row in rows if row["is_retryable"])
     shown = "" if total == len(rows) else f" of the {len(rows)} shown"
     console.print(f"{plural(total, 'failed variation')}; {helpful}{shown} may pass on a retry.")

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from imagelingo_cli.cli.common import (
-    clock_from,
-    fail_setup,
-    open_db,
-    report_outcome,
-    reporter_for,
-    run_batch,
-)
+from imagelingo_cli.cli.common import fail_setup, open_db
 from imagelingo_cli.errors import ErrorCode, SetupError
-from imagelingo_cli.gemini import api_key_from_env
-from imagelingo_cli.languages import resolve_language
-from imagelingo_cli.retry import RetryPolicy
-from imagelingo_cli.runner import Connection, ProcessRequest, plan_process, run_process
 from imagelingo_cli.settings import resolve
+
+if TYPE_CHECKING:
+    pass
 
 PROFILES = ("ok", "flaky", "rate-limited", "outage")
 
@@ -76,6 +69,12 @@ def process(
     json_output: bool = typer.Option(False, "--json", help="JSON lines on stdout, nothing else."),
 ) -> None:
     """Translate the text in every image found, N variations each, retrying what is transient."""
+    from imagelingo_cli.cli.batch import clock_from, report_outcome, reporter_for, run_batch
+    from imagelingo_cli.gemini import api_key_from_env
+    from imagelingo_cli.languages import resolve_language
+    from imagelingo_cli.retry import RetryPolicy
+    from imagelingo_cli.runner import Connection, ProcessRequest, plan_process, run_process
+
     try:
         settings = resolve(
             {

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from imagelingo_cli.cli.common import (
-    clock_from,
-    fail_setup,
-    open_db,
-    report_outcome,
-    reporter_for,
-    run_batch,
-)
+from imagelingo_cli.cli.common import fail_setup, open_db
 from imagelingo_cli.errors import ErrorCode, SetupError
-from imagelingo_cli.gemini import api_key_from_env
-from imagelingo_cli.retry import RetryPolicy
-from imagelingo_cli.runner import run_retry_failed
 from imagelingo_cli.settings import resolve
+
+if TYPE_CHECKING:
+    pass
 
 
 def retry_failed(
@@ -48,6 +40,11 @@ def retry_failed(
     json_output: bool = typer.Option(False, "--json", help="JSON lines on stdout, nothing else."),
 ) -> None:
     """Retry failed variations with the parameters they were made with; never a completed one."""
+    from imagelingo_cli.cli.batch import clock_from, report_outcome, reporter_for, run_batch
+    from imagelingo_cli.gemini import api_key_from_env
+    from imagelingo_cli.retry import RetryPolicy
+    from imagelingo_cli.runner import run_retry_failed
+
     codes = [c.upper() for c in code or []]
     unknown = [c for c in codes if c not in ErrorCode.__members__]
     if unknown:
@@ -101,6 +98,9 @@ def retry_failed(
 
 
 def _list(rows: list[dict[str, object]], *, dry_run: bool, json_output: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     if json_output:
         keys = (
             "id",

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from imagelingo_cli.cli.common import fail_setup
 from imagelingo_cli.errors import SetupError
 from imagelingo_cli.settings import KEYS, resolve, set_value, settings_path
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(
     help="Defaults for language, model, concurrency and auto-retry (a TOML file).",
@@ -35,6 +36,9 @@ def show(
     ),
 ) -> None:
     """Each setting, its effective value and where it comes from (environment, file, default)."""
+    from rich.console import Console
+    from rich.table import Table
+
     try:
         settings = resolve()
     except SetupError as exc:
@@ -71,6 +75,8 @@ def set_(
     value: str = typer.Argument(..., help="The new value (codes: comma-separated)."),
 ) -> None:
     """Store a default in the settings file (created with mode 0600)."""
+    from rich.console import Console
+
     name = key.strip().lower()
     try:
         stored = set_value(name, value)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
 from imagelingo_cli.cli.common import open_db
-from imagelingo_cli.cli.wording import attempt_line, label, local, resolve_generation, story
-from imagelingo_cli.store import queries
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def show(
@@ -27,6 +26,11 @@ def show(
     ),
 ) -> None:
     """One variation's details: each attempt, when, how long, outcome, code, message, the wait."""
+    from rich.console import Console
+
+    from imagelingo_cli.cli.wording import resolve_generation, story
+    from imagelingo_cli.store import queries
+
     store = open_db(db)
     try:
         found = resolve_generation(store, generation_id)
@@ -62,6 +66,10 @@ def _with_final_round(row: dict[str, Any], tries: list[dict[str, Any]]) -> dict[
 
 
 def _details(console: Console, row: dict[str, Any]) -> None:
+    from rich.text import Text
+
+    from imagelingo_cli.cli.wording import label, local, story
+
     fields: list[tuple[str, str]] = [
         ("Variation", row["id"]),
         ("Image", row["source_path"]),
@@ -93,6 +101,10 @@ def _details(console: Console, row: dict[str, Any]) -> None:
 
 
 def _attempts(console: Console, tries: list[dict[str, Any]]) -> None:
+    from rich.text import Text
+
+    from imagelingo_cli.cli.wording import attempt_line
+
     if not tries:
         console.print("\nNo attempts: this variation was never sent.")
         return

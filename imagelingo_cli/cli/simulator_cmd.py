@@ -13,11 +13,13 @@ import threading
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from imagelingo_cli.simulator import Simulator, load_scenario
+if TYPE_CHECKING:
+    pass
+
 
 app = typer.Typer(help="The built-in Gemini-compatible simulator.", no_args_is_help=True)
 
@@ -63,6 +65,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the Gemini generateContent protocol until Ctrl-C."""
+    from imagelingo_cli.simulator import Simulator, load_scenario
+
     try:
         loaded = load_scenario(scenario) if scenario is not None else None
         simulator = Simulator(

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from imagelingo_cli.cli.common import fail_setup, open_db
 from imagelingo_cli.cli.when import HELP as SINCE_HELP
 from imagelingo_cli.cli.when import parse_since
-from imagelingo_cli.cli.wording import resolve_run
-from imagelingo_cli.store import queries
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
 
 CODE_COLUMNS = (
     ("failed_attempts", "Failed\nattempts"),
@@ -62,6 +62,11 @@ def stats(
     retries: attempts in scope minus variations attempted. Credits: variations whose first
     success (the one charged) is in scope.
     """
+    from rich.console import Console
+
+    from imagelingo_cli.cli.wording import resolve_run
+    from imagelingo_cli.store import queries
+
     try:
         since_stamp = parse_since(since) if since is not None else None
     except ValueError as exc:
@@ -113,6 +118,8 @@ def _summary(report: dict[str, Any]) -> list[str]:
 
 
 def _codes_table(rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Failures by error code", box=None, header_style="bold", pad_edge=False)
     table.add_column("Code", no_wrap=True)
     for _, heading in CODE_COLUMNS:
