@@ -10,7 +10,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -209,21 +209,22 @@ class Batch:
                 else ("failed" if self.tally.failed else "completed")
             )
         finally:
-            self.store.finish_run(self.run_id, status)
-        t = self.tally
-        summary = ev.Summary(
-            run_id=self.run_id,
-            status=status,
-            total=total,
-            completed=t.completed,
-            failed=t.failed,
-            skipped=t.skipped,
-            interrupted=t.interrupted,
-            attempts=t.attempts,
-            credits_charged=t.credits,
-            elapsed=time.perf_counter() - started,
-            failures=t.failures,
-        )
+            t = self.tally
+            summary = ev.Summary(
+                run_id=self.run_id,
+                status=status,
+                total=total,
+                completed=t.completed,
+                failed=t.failed,
+                skipped=t.skipped,
+                interrupted=t.interrupted,
+                attempts=t.attempts,
+                credits_charged=t.credits,
+                elapsed=time.perf_counter() - started,
+                failures=t.failures,
+            )
+            counts = {k: v for k, v in asdict(summary).items() if k not in ("failures", "run_id")}
+            self.store.finish_run(self.run_id, status, counts | {"rate": self.gate.record()})
         self.emit(ev.BatchFinished(summary))
         return summary
 

@@ -114,6 +114,7 @@ class RateStatus:
     concurrency_limit: int
     cooldown_until: float | None  # on the engine's clock
     rpm: float | None = None
+    retries_paused: bool = False  # the retry budget is spent: transient failures are not retried
 
 
 @dataclass(frozen=True)

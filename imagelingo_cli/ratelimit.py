@@ -59,6 +59,8 @@ class SendGate:
         self._on_change = on_change
         self.first_attempts = 0
         self.retries = 0
+        self.retries_denied = 0
+        self.throttles = 0
         self._budget_ratio = retry_budget_ratio
         self._budget_floor = retry_budget_floor
 
@@ -103,11 +105,12 @@ class SendGate:
         now = self._clock.now()
         changed = False
         if throttled:
+            self.throttles += 1
             if retry_after and now + retry_after > self.cooldown_until:
                 self.cooldown_until = now + retry_after
                 changed = True
             # One cut per congestion episode: attempts sent before the last cut saw the old limit.
-            if self.adaptive and permit.started_at >= self._last_cut:
+            if self.adaptive and permit.started_at > self._last_cut:
                 too_fast = max(1.0, float(len(self._recent)), self.rate or 0.0)
                 self.rate = max(MIN_RATE, min(self.rate or too_fast, too_fast) * RATE_CUT)
                 self.limit = max(1.0, self.limit / 2)
@@ -130,7 +133,18 @@ class SendGate:
 
     def status(self) -> RateStatus:
         cooling = self.cooldown_until if self.cooldown_until > self._clock.now() else None
-        return RateStatus(self.concurrency_limit, cooling, self.rpm)
+        return RateStatus(self.concurrency_limit, cooling, self.rpm, self.retries_denied > 0)
+
+    def record(self) -> dict[str, object]:
+        """What the run learned about the rate limit, for the runs table."""
+        return {
+            "concurrency_limit": self.concurrency_limit,
+            "adaptive_rate_per_s": round(self.rate, 3) if self.rate else None,
+            "rpm": self.rpm,
+            "throttled_attempts": self.throttles,
+            "retries": self.retries,
+            "retries_denied_by_budget": self.retries_denied,
+        }
 
     def count_first_attempt(self) -> None:
         self.first_attempts += 1
@@ -138,6 +152,9 @@ class SendGate:
     def take_retry(self) -> bool:
         """Spend one unit of the retry budget; False when retries would outgrow first attempts."""
         if self.retries >= self._budget_floor + self._budget_ratio * self.first_attempts:
+            self.retries_denied += 1
+            if self.retries_denied == 1 and self._on_change is not None:
+                self._on_change(self.status())
             return False
         self.retries += 1
         return True

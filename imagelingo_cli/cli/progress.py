@@ -329,6 +329,8 @@ def render_footer(state: ProgressState, now: float) -> Footer:
         until = state.rate.cooldown_until
         if until is not None and until > now:
             timing.append(f" · cooling down {countdown(until, now)}s", style="yellow")
+        if state.rate.retries_paused:
+            timing.append(" · retry budget spent: no more automatic retries", style="yellow")
     if state.stopped is not None:
         timing.append(f" · sending stopped: {state.stopped.label}", style="red")
     return Footer(text, timing)

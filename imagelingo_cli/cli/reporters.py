@@ -117,7 +117,7 @@ class PlainReporter:
     def __init__(self, console: Console, *, now: Callable[[], float] = time.monotonic) -> None:
         self.console = console
         self.state = ProgressState(now)  # the engine clock: cooldowns are on it
-        self._rate: tuple[int, float | None] | None = None
+        self._rate: tuple[int, float | None, bool] | None = None
 
     def __call__(self, event: ev.Event) -> None:
         self.state.apply(event)
@@ -173,7 +173,7 @@ class PlainReporter:
         return f"[{finished}/{total}] {ref.image} v{ref.variation} {ref.language}: {words}"
 
     def _rate_line(self, event: ev.RateStatus) -> str | None:
-        key = (event.concurrency_limit, event.cooldown_until)
+        key = (event.concurrency_limit, event.cooldown_until, event.retries_paused)
         previous, self._rate = self._rate, key
         if previous == key:
             return None
@@ -182,6 +182,8 @@ class PlainReporter:
             left = countdown(event.cooldown_until, self.state.now())
             if left:
                 words += f", cooling down {left}s"
+        if event.retries_paused:
+            words += ", retry budget spent: no more automatic retries"
         return words
 
     def __enter__(self) -> Self:
