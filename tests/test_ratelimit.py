@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def test_rpm_spaces_requests_evenly() -> None:
         return times
 
     times = anyio.run(main, backend="asyncio")
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps == pytest.approx([1.0] * 4)
 
 
