@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,7 +44,11 @@ def now_iso() -> str:
 
 
 def new_id() -> str:
-    return str(ULID()).lower()
+    """A ULID, time-sortable, with fresh random bits each time (python-ulid's own are monotonic
+    within a millisecond, so ids made together would share all but their last characters and
+    a short prefix could not name one)."""
+    millis = time.time_ns() // 1_000_000
+    return str(ULID.from_bytes(millis.to_bytes(6, "big") + os.urandom(10))).lower()
 
 
 def default_db_path() -> Path:
@@ -70,6 +76,7 @@ def m001_initial(db: Database) -> None:
             model TEXT,
             backend TEXT,                   -- gemini | simulator:<profile>
             options TEXT,                   -- JSON of the options that shaped the run
+            summary TEXT,                   -- JSON: counts, credits, what the rate limit did
             pid INTEGER,
             host TEXT
         );
@@ -192,9 +199,10 @@ class Store:
         )
         return run_id
 
-    def finish_run(self, run_id: str, status: str) -> None:
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None) -> None:
         self.db.execute(
-            "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", [status, now_iso(), run_id]
+            "UPDATE runs SET status = ?, finished_at = ?, summary = ? WHERE id = ?",
+            [status, now_iso(), json.dumps(summary, sort_keys=True) if summary else None, run_id],
         )
 
     def other_live_runs(self) -> int:
@@ -336,7 +344,7 @@ class Store:
         sql = f"SELECT * FROM generations WHERE {' AND '.join(where)} ORDER BY created_at, id"
         cursor = self.db.execute(sql, params)
         names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return [_native_paths(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
 
     def generation(self, generation_id: str) -> dict[str, Any]:
         row = self._row("SELECT * FROM generations WHERE id = ?", [generation_id])
@@ -485,8 +493,10 @@ class Store:
     # -- plumbing --
 
     @contextmanager
-    def transaction(self, *, immediate: bool = False) -> Iterator[None]:
-        """One short transaction; IMMEDIATE takes the write lock up front (for claims)."""
+    def transaction(self, *, immediate: bool = True) -> Iterator[None]:
+        """One short write transaction. IMMEDIATE takes the write lock up front: a deferred
+        transaction that reads and then writes fails at once with "database is locked" (no
+        busy wait) when another process wrote in between, which two runs on one database do."""
         conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         try:
@@ -501,7 +511,7 @@ class Store:
         found = cursor.fetchone()
         if found is None:
             return None
-        return dict(zip([c[0] for c in cursor.description], found, strict=True))
+        return _native_paths(dict(zip([c[0] for c in cursor.description], found, strict=True)))
 
     def _run_alive(self, run_id: str | None) -> bool:
         if run_id is None:
@@ -513,6 +523,34 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+
+# Paths are stored as UTF-8 text, each byte that is not UTF-8 written `\xNN` (images.printable).
+_ESCAPED_BYTE = re.compile(r"(\\x[89a-f][0-9a-f])")
+
+
+def _native_path(text: str) -> str:
+    r"""A stored path as the file system names it: each `\xNN` escape becomes its byte again
+    (held by Python as a surrogate, as os.listdir gives it)."""
+    parts = _ESCAPED_BYTE.split(text)
+    raw = b"".join(
+        bytes([int(part[2:], 16)]) if index % 2 else part.encode("utf-8")
+        for index, part in enumerate(parts)
+    )
+    return os.fsdecode(raw)
+
+
+def _native_paths(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's paths that were stored with escaped non-UTF-8 bytes get those bytes back, so the
+    source can be read again and the output found (resume, retry-failed). A path that exists
+    exactly as written (a name that really holds a backslash) is left alone."""
+    for column in ("source_path", "out_dir", "output_path"):
+        value = row.get(column)
+        if isinstance(value, str) and _ESCAPED_BYTE.search(value) and not os.path.lexists(value):
+            row[column] = _native_path(value)
+            if column == "source_path" and isinstance(row.get("relative_path"), str):
+                row["relative_path"] = _native_path(row["relative_path"])
+    return row
 
 
 def _alive(pid: int | None, run_host: str | None, this_host: str) -> bool:
