@@ -80,6 +80,9 @@ def write_atomic(path: Path, data: bytes) -> None:
 
     The temp file `.{name}.{random}.tmp` lives in the same folder (same file system, so
     `os.replace` is atomic); it is fsynced before the rename and removed if anything fails.
+    The folder is not fsynced (it would double the cost of a write): after a power loss the
+    rename may be missing, never half a file, and a completed variation whose output is
+    missing is translated again by the next run.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_HEX // 2)}{TEMP_SUFFIX}"
@@ -95,7 +98,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    _fsync_folder(path.parent)
 
 
 def remove_stale_temp_files(out_dir: Path) -> int:
@@ -119,19 +121,3 @@ def remove_stale_temp_files(out_dir: Path) -> int:
                 continue
             removed += 1
     return removed
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable where the platform allows it (best effort)."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
