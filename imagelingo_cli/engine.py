@@ -171,6 +171,8 @@ class Batch:
         self.tally = _Tally()
         self.run_id = ""
         self._image_slots = anyio.CapacityLimiter(max(1, options.concurrency))
+        self._content_locks: dict[str, anyio.Lock] = {}
+        self._reserved: dict[Path, str] = {}  # output paths taken in this run -> generation
 
     async def run(
         self, jobs: Sequence[ImageJob], *, language: str | None, model: str | None
@@ -240,23 +242,36 @@ class Batch:
                 return
             image, problem = await anyio.to_thread.run_sync(_load, job)
             sha = image.sha256 if image else await anyio.to_thread.run_sync(_content_key, job)
-            claimed: list[tuple[VariationSpec, ev.VariationRef]] = []
-            for spec, ref in zip(job.variations, refs, strict=True):
-                target = self._claim(job, spec, sha, ref)
-                if target is not None:
-                    claimed.append((spec, target))
-            if self.control.halted:
-                for _spec, ref in claimed:
-                    self._not_sent(ref, 0)
-                return
-            if image is None:
-                assert problem is not None
-                for _spec, ref in claimed:
-                    self._fail(ref, problem, attempts=0, sent=False)
-                return
-            async with anyio.create_task_group() as group:
-                for spec, ref in claimed:
-                    group.start_soon(self._variation, job, spec, ref, image)
+            # Two files with the same content are one translation: the second waits for the
+            # first, then reuses its outputs (or its failure) instead of sending again.
+            async with self._content_locks.setdefault(sha, anyio.Lock()):
+                await self._send_image(job, refs, sha, image, problem)
+
+    async def _send_image(
+        self,
+        job: ImageJob,
+        refs: list[ev.VariationRef],
+        sha: str,
+        image: PreparedImage | None,
+        problem: TranslationError | None,
+    ) -> None:
+        claimed: list[tuple[VariationSpec, ev.VariationRef]] = []
+        for spec, ref in zip(job.variations, refs, strict=True):
+            target = self._claim(job, spec, sha, ref)
+            if target is not None:
+                claimed.append((spec, target))
+        if self.control.halted:
+            for _spec, ref in claimed:
+                self._not_sent(ref, 0)
+            return
+        if image is None:
+            assert problem is not None
+            for _spec, ref in claimed:
+                self._fail(ref, problem, attempts=0, sent=False)
+            return
+        async with anyio.create_task_group() as group:
+            for spec, ref in claimed:
+                group.start_soon(self._variation, job, spec, ref, image)
 
     def _claim(
         self, job: ImageJob, spec: VariationSpec, sha: str, ref: ev.VariationRef
@@ -276,26 +291,29 @@ class Batch:
                 force=self.options.force,
             )
         ref = ev.VariationRef(claim.row["id"], ref.image, ref.variation, ref.language)
-        if claim.kind == "completed":
+        if claim.kind in ("completed", "done_in_run") and claim.row["status"] == "completed":
             reused = self._reuse_output(job, spec, claim.row)
             if reused is not None:
                 self.tally.skipped += 1
                 self.emit(ev.VariationSkipped(ref, "already completed", reused))
                 return None
-            claim = self.store.claim_generation(
-                GenerationKey(sha, spec.language.tag, spec.model, spec.variation, spec.backend),
-                run_id=self.run_id,
-                source_path=printable(job.source.path),
-                relative_path=printable(job.source.relative),
-                out_dir=printable(spec.out_dir),
-                base_url=self.options.base_url,
-                force=True,
-            )
-        if claim.kind in ("busy", "abandoned", "completed"):
+            if claim.kind == "completed":  # its output is gone: translate it again
+                claim = self.store.claim_generation(
+                    GenerationKey(sha, spec.language.tag, spec.model, spec.variation, spec.backend),
+                    run_id=self.run_id,
+                    source_path=printable(job.source.path),
+                    relative_path=printable(job.source.relative),
+                    out_dir=printable(spec.out_dir),
+                    base_url=self.options.base_url,
+                    force=True,
+                )
+        if claim.kind != "send":
             reason = {
                 "busy": "being processed by another imagelingo run",
                 "abandoned": "abandoned (use --force to translate it again)",
                 "completed": "already completed",
+                "done_in_run": f"same content as another image of this run, which ended "
+                f"{claim.row['status']}",
             }[claim.kind]
             self.tally.skipped += 1
             self.emit(ev.VariationSkipped(ref, reason, claim.row.get("output_path")))
@@ -314,9 +332,10 @@ class Batch:
         wanted = output_path(
             spec.out_dir, job.source.relative, spec.language.tag, spec.variation, _mime_of(recorded)
         )
-        if wanted != recorded and not wanted.exists():
-            wanted.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(recorded, wanted)
+        if wanted == recorded or wanted.exists():  # here already, or the name holds another file
+            return str(recorded)
+        wanted.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(recorded, wanted)
         return str(wanted)
 
     # -- one variation: the attempt loop --
@@ -454,12 +473,16 @@ class Batch:
         another variation's output never."""
         candidate = wanted
         for number in range(2, 1000):
-            if not candidate.exists():
-                return candidate
-            owner = self.store.output_owner(printable(candidate))
+            taken_by = self._reserved.get(candidate)
+            if taken_by is None and not candidate.exists():
+                break
+            owner = taken_by or self.store.output_owner(printable(candidate))
             if owner == generation_id or (owner is None and self.options.force):
-                return candidate
+                break
             candidate = wanted.with_name(f"{wanted.stem}-{number}{wanted.suffix}")
+        # Reserved before the write, so that a crash after it still finds the file ours.
+        self._reserved[candidate] = generation_id
+        self.store.reserve_output(generation_id, printable(candidate))
         return candidate
 
     # -- outcomes --

@@ -27,13 +27,17 @@ def resolve_language(text: str) -> Language:
             language = candidate
     except ValueError:  # langcodes.LanguageTagError is a ValueError
         language = None
+    unknown = ValueError(
+        f"unknown language {wanted!r}: use a BCP-47 code such as 'es', 'pt-BR', 'zh-Hant' "
+        "or a language name such as 'Spanish'"
+    )
     if language is None:
+        if "-" in wanted or "_" in wanted:  # meant as a tag, and not a valid one
+            raise unknown
         try:
+            # Names match loosely by design ("Hakka Chinese" is Hakka), tags never do.
             language = langcodes.find(wanted)
         except LookupError:
-            raise ValueError(
-                f"unknown language {wanted!r}: use a BCP-47 code such as 'es', 'pt-BR', 'zh-Hant' "
-                "or an English language name such as 'Spanish'"
-            ) from None
+            raise unknown from None
     tag = language.simplify_script().to_tag()
     return Language(tag=tag, name=language.display_name())

@@ -3,6 +3,7 @@ fits the output, and the outcome printed and turned into the exit code."""
 
 from __future__ import annotations
 
+import io
 import signal
 import sys
 import threading
@@ -95,10 +96,19 @@ def reporter_for(json_output: bool, clock: Clock) -> Reporter:
     """JSON lines for --json, the live table on a terminal, plain lines otherwise."""
     if json_output:
         return JsonReporter(sys.stdout)
+    _tolerate_undecodable_names()
     console = Console(highlight=False)
     if console.is_terminal:
         return LiveReporter(console, clock.now)
     return PlainReporter(console)
+
+
+def _tolerate_undecodable_names() -> None:
+    """A file name may hold bytes that are not UTF-8 (Python keeps them as surrogates). On a
+    UTF-8 terminal stdout is strict and printing such a name would kill the run: write those
+    bytes back as they were, as `ls` shows them."""
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+        sys.stdout.reconfigure(errors="surrogateescape")
 
 
 def report_outcome(summary: ev.Summary, json_output: bool) -> NoReturn:

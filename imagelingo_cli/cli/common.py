@@ -46,13 +46,22 @@ def db_path(option: Path | None) -> Path:
     return default_db_path()
 
 
-def open_db(option: Path | None) -> Store:
+def open_db(option: Path | None, *, writable: bool = False) -> Store:
+    """The database, or exit 2 saying why not; `writable`: refuse one we could only read
+    (commands that send, before they send)."""
     from imagelingo_cli.store import StoreError, open_store
 
     try:
-        return open_store(db_path(option))
+        store = open_store(db_path(option))
     except StoreError as exc:
         fail_setup(str(exc))
+    if writable:
+        try:
+            store.check_writable()
+        except StoreError as exc:
+            store.close()
+            fail_setup(str(exc))
+    return store
 
 
 def exit_code(summary: ev.Summary) -> int:

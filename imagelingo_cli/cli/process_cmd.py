@@ -127,11 +127,12 @@ def process(
         force=force,
         rpm=rpm,
     )
-    try:
+    store = open_db(db, writable=True)  # before plan_process creates the output folder:
+    try:  # a refused database must not leave an empty output folder behind
         jobs = plan_process(request)
     except SetupError as exc:
+        store.close()
         fail_setup(str(exc))
-    store = open_db(db)
     clock = clock_from(ctx)
     try:
         with reporter_for(json_output, clock) as reporter:

@@ -53,7 +53,7 @@ def retry_failed(
         settings = resolve({"concurrency": concurrency})
     except SetupError as exc:
         fail_setup(str(exc))
-    store = open_db(db)
+    store = open_db(db, writable=True)
     try:
         store.recover_dead_runs()
         rows = store.select_for_retry(

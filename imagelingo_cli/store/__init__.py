@@ -161,7 +161,9 @@ class GenerationKey:
 class Claim:
     """What `claim_generation` decided for one variation."""
 
-    kind: str  # "send", "completed" (already done), "abandoned", "busy" (another live run has it)
+    # "send"; "completed" (done earlier); "done_in_run" (this run did it for an identical
+    # image); "abandoned"; "busy" (another live run has it)
+    kind: str
     row: dict[str, Any]
 
 
@@ -285,6 +287,8 @@ class Store:
                     ],
                 )
                 return Claim("send", self.generation(generation_id))
+            if row["run_id"] == run_id and row["status"] != "pending":
+                return Claim("done_in_run", row)  # same content met again in this run
             active = row["status"] in ACTIVE_STATUSES and row["run_id"] != run_id
             if active and self._run_alive(row["run_id"]):
                 return Claim("busy", row)
@@ -351,6 +355,12 @@ class Store:
         if row is None:
             raise KeyError(generation_id)
         return row
+
+    def reserve_output(self, generation_id: str, path: str) -> None:
+        """Record where a variation's output is about to be written (before it is completed)."""
+        self.db.execute(
+            "UPDATE generations SET output_path = ? WHERE id = ?", [path, generation_id]
+        )
 
     def output_owner(self, path: str) -> str | None:
         """The generation whose recorded output is `path`, if any."""
@@ -489,6 +499,16 @@ class Store:
             " WHERE id = ? AND outcome IS NULL",
             [now_iso(), duration_ms, attempt_id],
         )
+
+    def check_writable(self) -> None:
+        """StoreError unless the database can be written: a read-only file opens and reads
+        fine, and would only fail at the run's first write, after requests were sent."""
+        try:
+            with self.transaction():
+                (version,) = self.db.execute("PRAGMA user_version").fetchone()
+                self.db.execute(f"PRAGMA user_version = {int(version)}")  # a real write
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot write to the database at {self.path}: {exc}") from None
 
     # -- plumbing --
 
