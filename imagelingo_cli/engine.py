@@ -480,9 +480,7 @@ class Batch:
             if owner == generation_id or (owner is None and self.options.force):
                 break
             candidate = wanted.with_name(f"{wanted.stem}-{number}{wanted.suffix}")
-        # Reserved before the write, so that a crash after it still finds the file ours.
-        self._reserved[candidate] = generation_id
-        self.store.reserve_output(generation_id, printable(candidate))
+        self._reserved[candidate] = generation_id  # before the write: two may finish together
         return candidate
 
     # -- outcomes --

@@ -11,7 +11,8 @@ import pytest
 from conftest import Cli
 
 from imagelingo_cli.errors import ErrorCode, TranslationError
-from imagelingo_cli.store import GenerationKey, StoreError, migrations, open_store
+from imagelingo_cli.store import SCHEMA, GenerationKey, StoreError, open_store
+from imagelingo_cli.store.schema import migrations
 
 APPROVED_RECORD = {
     "error_code",
@@ -57,6 +58,7 @@ def test_every_migration_is_recorded_once(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     recorded = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
     assert recorded == [m.name for m in migrations._migrations]
+    assert tuple(recorded) == SCHEMA  # the names the store checks without importing the schema
     assert recorded[0] == "m001_initial"
 
 

@@ -25,10 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
-from ulid import ULID
-
 from imagelingo_cli.errors import TranslationError
 
 BUSY_TIMEOUT_S = 30.0
@@ -43,12 +39,14 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
 def new_id() -> str:
-    """A ULID, time-sortable, with fresh random bits each time (python-ulid's own are monotonic
-    within a millisecond, so ids made together would share all but their last characters and
-    a short prefix could not name one)."""
-    millis = time.time_ns() // 1_000_000
-    return str(ULID.from_bytes(millis.to_bytes(6, "big") + os.urandom(10))).lower()
+    """A ULID in lower case: 48 bits of milliseconds then 80 random bits, so ids sort by time
+    and ids made in the same millisecond still differ early enough for a short prefix."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
 def default_db_path() -> Path:
@@ -57,92 +55,9 @@ def default_db_path() -> Path:
     return Path(platformdirs.user_data_dir("imagelingo")) / "imagelingo.db"
 
 
-# --- schema --------------------------------------------------------------------------------
-
-migrations = Migrations("imagelingo")
-
-
-@migrations()
-def m001_initial(db: Database) -> None:
-    db.executescript(
-        """
-        CREATE TABLE runs (
-            id TEXT PRIMARY KEY,
-            command TEXT NOT NULL,
-            started_at TEXT NOT NULL,
-            finished_at TEXT,
-            status TEXT NOT NULL,           -- running, completed, failed, interrupted
-            target_language TEXT,
-            model TEXT,
-            backend TEXT,                   -- gemini | simulator:<profile>
-            options TEXT,                   -- JSON of the options that shaped the run
-            summary TEXT,                   -- JSON: counts, credits, what the rate limit did
-            pid INTEGER,
-            host TEXT
-        );
-        CREATE TABLE generations (
-            id TEXT PRIMARY KEY,
-            run_id TEXT REFERENCES runs(id),   -- the run that last worked on it
-            source_path TEXT NOT NULL,
-            relative_path TEXT NOT NULL,
-            image_sha256 TEXT NOT NULL,
-            variation INTEGER NOT NULL,
-            target_language TEXT NOT NULL,
-            model TEXT NOT NULL,
-            backend TEXT NOT NULL,
-            base_url TEXT,
-            out_dir TEXT NOT NULL,
-            status TEXT NOT NULL,  -- pending running retrying completed failed interrupted abandoned
-            output_path TEXT,
-            error_code TEXT,
-            error_message TEXT,
-            retry_count INTEGER NOT NULL DEFAULT 0,
-            attempt_count INTEGER NOT NULL DEFAULT 0,
-            first_error_at TEXT,
-            last_retry_at TEXT,
-            is_retryable INTEGER,
-            credits_charged INTEGER NOT NULL DEFAULT 0,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            completed_at TEXT
-        );
-        CREATE UNIQUE INDEX generations_key ON generations
-            (image_sha256, target_language, model, variation, backend);
-        CREATE INDEX generations_updated ON generations (updated_at);
-        CREATE INDEX generations_status ON generations (status, updated_at);
-        CREATE INDEX generations_failed_code ON generations (error_code) WHERE status = 'failed';
-        CREATE INDEX generations_run ON generations (run_id);
-        CREATE INDEX generations_output ON generations (output_path);
-        CREATE TABLE attempts (
-            id TEXT PRIMARY KEY,
-            generation_id TEXT NOT NULL REFERENCES generations(id),
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            attempt_number INTEGER NOT NULL,
-            trigger TEXT NOT NULL,          -- auto (process) | manual (retry-failed)
-            started_at TEXT NOT NULL,
-            finished_at TEXT,
-            duration_ms INTEGER,
-            outcome TEXT,                   -- NULL while in flight; succeeded failed interrupted
-            error_code TEXT,
-            error_message TEXT,
-            http_status INTEGER,
-            api_status TEXT,
-            retry_after_ms INTEGER,
-            wait_before_next_ms INTEGER,
-            prompt_tokens INTEGER,
-            output_tokens INTEGER,
-            total_tokens INTEGER,
-            model_version TEXT
-        );
-        CREATE UNIQUE INDEX attempts_generation ON attempts (generation_id, attempt_number);
-        CREATE INDEX attempts_run ON attempts (run_id);
-        CREATE INDEX attempts_code ON attempts (error_code) WHERE outcome = 'failed';
-        CREATE VIEW error_logs AS
-            SELECT id, generation_id, run_id, error_code, error_message, attempt_number,
-                   retry_after_ms, finished_at AS created_at
-            FROM attempts WHERE outcome = 'failed';
-        """
-    )
+# The migrations this version knows, in order (their code is in `schema`, imported only when
+# a database needs them, so that read commands start fast). Never edit one once released.
+SCHEMA = ("m001_initial",)
 
 
 # --- records -------------------------------------------------------------------------------
@@ -168,7 +83,7 @@ class Claim:
 
 
 class Store:
-    def __init__(self, db: Database, path: Path | None) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path | None) -> None:
         self.db = db
         self.path = path
 
@@ -356,12 +271,6 @@ class Store:
             raise KeyError(generation_id)
         return row
 
-    def reserve_output(self, generation_id: str, path: str) -> None:
-        """Record where a variation's output is about to be written (before it is completed)."""
-        self.db.execute(
-            "UPDATE generations SET output_path = ? WHERE id = ?", [path, generation_id]
-        )
-
     def output_owner(self, path: str) -> str | None:
         """The generation whose recorded output is `path`, if any."""
         row = self.db.execute(
@@ -517,7 +426,7 @@ class Store:
         """One short write transaction. IMMEDIATE takes the write lock up front: a deferred
         transaction that reads and then writes fails at once with "database is locked" (no
         busy wait) when another process wrote in between, which two runs on one database do."""
-        conn = self.db.conn
+        conn = self.db
         conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         try:
             yield
@@ -590,6 +499,18 @@ def _alive(pid: int | None, run_host: str | None, this_host: str) -> bool:
     return True
 
 
+def _applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'"
+    ).fetchone()
+    if not exists:
+        return []
+    rows = conn.execute(
+        "SELECT name FROM _sqlite_migrations WHERE migration_set = 'imagelingo' ORDER BY rowid"
+    ).fetchall()
+    return [str(name) for (name,) in rows]
+
+
 def open_store(path: Path) -> Store:
     """Open (creating if needed) and migrate the database. Raises StoreError with a reason."""
     path = path.expanduser()
@@ -603,21 +524,23 @@ def open_store(path: Path) -> Store:
         raise StoreError(f"cannot create the database at {path}: {exc.strerror or exc}") from None
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the database at {path}: {exc}") from None
-    db = Database(conn)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        known = {m.name for m in migrations._migrations}
-        unknown = [m.name for m in migrations.applied(db) if m.name not in known]
+        applied = _applied_migrations(conn)
+        unknown = [name for name in applied if name not in SCHEMA]
         if unknown:
             raise StoreError(
                 f"{path} was written by a newer imagelingo (schema {unknown[-1]}); upgrade imagelingo"
             )
-        store = Store(db, path)
-        with store.transaction(immediate=True):  # two first runs must not both migrate
-            migrations.apply(db)
+        store = Store(conn, path)
+        if set(SCHEMA) - set(applied):
+            from imagelingo_cli.store.schema import migrate
+
+            with store.transaction(immediate=True):  # two first runs must not both migrate
+                migrate(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StoreError(f"{path} is not an imagelingo database ({exc})") from None

@@ -1,0 +1,100 @@
+"""The database schema as sqlite-utils migrations: named functions, applied in order, each in
+a transaction and recorded in `_sqlite_migrations`. Never edit one once released; add the next
+(and its name to `store.SCHEMA`)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("imagelingo")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            command TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,           -- running, completed, failed, interrupted
+            target_language TEXT,
+            model TEXT,
+            backend TEXT,                   -- gemini | simulator:<profile>
+            options TEXT,                   -- JSON of the options that shaped the run
+            summary TEXT,                   -- JSON: counts, credits, what the rate limit did
+            pid INTEGER,
+            host TEXT
+        );
+        CREATE TABLE generations (
+            id TEXT PRIMARY KEY,
+            run_id TEXT REFERENCES runs(id),   -- the run that last worked on it
+            source_path TEXT NOT NULL,
+            relative_path TEXT NOT NULL,
+            image_sha256 TEXT NOT NULL,
+            variation INTEGER NOT NULL,
+            target_language TEXT NOT NULL,
+            model TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            base_url TEXT,
+            out_dir TEXT NOT NULL,
+            status TEXT NOT NULL,  -- pending running retrying completed failed interrupted abandoned
+            output_path TEXT,
+            error_code TEXT,
+            error_message TEXT,
+            retry_count INTEGER NOT NULL DEFAULT 0,
+            attempt_count INTEGER NOT NULL DEFAULT 0,
+            first_error_at TEXT,
+            last_retry_at TEXT,
+            is_retryable INTEGER,
+            credits_charged INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            completed_at TEXT
+        );
+        CREATE UNIQUE INDEX generations_key ON generations
+            (image_sha256, target_language, model, variation, backend);
+        CREATE INDEX generations_updated ON generations (updated_at);
+        CREATE INDEX generations_status ON generations (status, updated_at);
+        CREATE INDEX generations_failed_code ON generations (error_code) WHERE status = 'failed';
+        CREATE INDEX generations_run ON generations (run_id);
+        CREATE INDEX generations_output ON generations (output_path);
+        CREATE TABLE attempts (
+            id TEXT PRIMARY KEY,
+            generation_id TEXT NOT NULL REFERENCES generations(id),
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            attempt_number INTEGER NOT NULL,
+            trigger TEXT NOT NULL,          -- auto (process) | manual (retry-failed)
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            duration_ms INTEGER,
+            outcome TEXT,                   -- NULL while in flight; succeeded failed interrupted
+            error_code TEXT,
+            error_message TEXT,
+            http_status INTEGER,
+            api_status TEXT,
+            retry_after_ms INTEGER,
+            wait_before_next_ms INTEGER,
+            prompt_tokens INTEGER,
+            output_tokens INTEGER,
+            total_tokens INTEGER,
+            model_version TEXT
+        );
+        CREATE UNIQUE INDEX attempts_generation ON attempts (generation_id, attempt_number);
+        CREATE INDEX attempts_run ON attempts (run_id);
+        CREATE INDEX attempts_code ON attempts (error_code) WHERE outcome = 'failed';
+        CREATE VIEW error_logs AS
+            SELECT id, generation_id, run_id, error_code, error_message, attempt_number,
+                   retry_after_ms, finished_at AS created_at
+            FROM attempts WHERE outcome = 'failed';
+        """
+    )
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply the pending migrations (the caller holds the write lock)."""
+    migrations.apply(Database(conn))
