@@ -8,8 +8,7 @@ import hashlib
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +17,7 @@ import anyio
 
 from imagelingo_cli import events as ev
 from imagelingo_cli.clock import Clock
+from imagelingo_cli.control import BatchControl
 from imagelingo_cli.errors import ErrorCode, TranslationError, classify_exception
 from imagelingo_cli.gemini import Translation
 from imagelingo_cli.images import (
@@ -70,64 +70,6 @@ class BatchOptions:
     force: bool = False
     base_url: str | None = None
     run_options: dict[str, object] = field(default_factory=dict)
-
-
-class BatchControl:
-    """Stops a running batch: `request_stop` ends waiting and sending of new attempts,
-    `abort` also cancels the attempts in flight. Safe to call from a signal handler task."""
-
-    def __init__(self) -> None:
-        self.stop_requested = False
-        self.aborted = False
-        self.global_error: TranslationError | None = None
-        self._waiting: set[anyio.CancelScope] = set()
-        self._sending: set[anyio.CancelScope] = set()
-
-    def request_stop(self) -> None:
-        self.stop_requested = True
-        for scope in list(self._waiting):
-            scope.cancel()
-
-    def abort(self) -> None:
-        self.aborted = True
-        self.request_stop()
-        for scope in list(self._sending):
-            scope.cancel()
-
-    def stop_sending(self, error: TranslationError) -> bool:
-        """A global error: nothing more is sent. True for the first one only."""
-        if self.global_error is not None:
-            return False
-        self.global_error = error
-        for scope in list(self._waiting):
-            scope.cancel()
-        return True
-
-    @property
-    def halted(self) -> bool:
-        return self.stop_requested or self.global_error is not None
-
-    @contextmanager
-    def waiting(self) -> Iterator[anyio.CancelScope]:
-        with self._scope(self._waiting, self.halted) as scope:
-            yield scope
-
-    @contextmanager
-    def sending(self) -> Iterator[anyio.CancelScope]:
-        with self._scope(self._sending, self.aborted) as scope:
-            yield scope
-
-    @staticmethod
-    @contextmanager
-    def _scope(registry: set[anyio.CancelScope], cancelled: bool) -> Iterator[anyio.CancelScope]:
-        with anyio.CancelScope() as scope:
-            if cancelled:
-                scope.cancel()
-            registry.add(scope)
-            try:
-                yield scope
-            finally:
-                registry.discard(scope)
 
 
 @dataclass

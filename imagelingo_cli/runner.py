@@ -11,9 +11,9 @@ from pathlib import Path, PurePosixPath
 
 from imagelingo_cli import events as ev
 from imagelingo_cli.clock import Clock
+from imagelingo_cli.control import BatchControl
 from imagelingo_cli.engine import (
     Batch,
-    BatchControl,
     BatchOptions,
     ImageJob,
     Translator,

@@ -26,7 +26,7 @@ from imagelingo_cli.cli.reporters import (
     render_summary_line,
 )
 from imagelingo_cli.clock import Clock, MonotonicClock
-from imagelingo_cli.engine import BatchControl
+from imagelingo_cli.control import BatchControl
 from imagelingo_cli.errors import SetupError
 
 STOP_GRACE_S = 10.0  # after the first Ctrl-C, in-flight requests get this long to finish

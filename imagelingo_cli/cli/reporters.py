@@ -46,6 +46,21 @@ class Reporter(Protocol):
     ) -> None: ...
 
 
+class _Unframed:
+    """A reporter with nothing to start or stop (no live display, no cursor to restore)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
 class LiveReporter:
     """A rich Live table, redrawn on its own timer (events only change the state)."""
 
@@ -111,7 +126,7 @@ class LiveReporter:
         self._live.stop()
 
 
-class PlainReporter:
+class PlainReporter(_Unframed):
     """One plain line per state change: no animation, no countdown, no colour needed."""
 
     def __init__(self, console: Console, *, now: Callable[[], float] = time.monotonic) -> None:
@@ -186,19 +201,8 @@ class PlainReporter:
             words += ", retry budget spent: no more automatic retries"
         return words
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-
-class JsonReporter:
+class JsonReporter(_Unframed):
     """One JSON object per event and line; nothing else is written to the stream."""
 
     def __init__(self, stream: TextIO) -> None:
@@ -207,17 +211,6 @@ class JsonReporter:
     def __call__(self, event: ev.Event) -> None:
         self.stream.write(json.dumps(ev.event_to_dict(event), default=str) + "\n")
         self.stream.flush()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
 
 
 # -- after the run --
