@@ -103,7 +103,7 @@ def test_in_flight_never_exceeds_the_adaptive_limit() -> None:
 
         async with anyio.create_task_group() as group:
             group.start_soon(fifth)
-            await anyio.sleep(0.01)
+            await anyio.wait_all_tasks_blocked()  # the fifth is parked at the gate
             before = got_fifth
             gate.release(held[0], throttled=False, retry_after=None)
         return gate.in_flight, before
