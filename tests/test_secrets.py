@@ -15,7 +15,7 @@ from procs import Proc, child_env, query
 
 from imagelingo_cli.simulator import Simulator
 
-KEY = "AIzaFAKE-imagelingo-secret-1234567890"
+KEY = "FAKEKEY-imagelingo-secret-1234567890"  # recognisable, and not shaped like a real key
 # Pieces of the key that would still give it away if it were cut, quoted or re-encoded.
 FRAGMENTS = (KEY, KEY[:20], "imagelingo-secret-1234567890", KEY.encode().hex())
 
