@@ -66,7 +66,6 @@ class BatchOptions:
     policy: RetryPolicy
     concurrency: int
     rpm: float | None = None
-    adaptive: bool = True
     force: bool = False
     base_url: str | None = None
     run_options: dict[str, object] = field(default_factory=dict)
@@ -107,7 +106,6 @@ class Batch:
             clock,
             max_concurrency=options.concurrency,
             rpm=options.rpm,
-            adaptive=options.adaptive,
             on_change=emit,
         )
         self.tally = _Tally()

@@ -39,7 +39,6 @@ class SendGate:
         *,
         max_concurrency: int,
         rpm: float | None = None,
-        adaptive: bool = True,
         retry_budget_ratio: float = 0.2,
         retry_budget_floor: int = 10,
         on_change: Callable[[RateStatus], None] | None = None,
@@ -47,7 +46,6 @@ class SendGate:
         self._clock = clock
         self.max_concurrency = max_concurrency
         self.rpm = rpm
-        self.adaptive = adaptive
         self.limit = float(max_concurrency)
         self.rate: float | None = None  # adaptive requests/second; None until the first 429
         self._recent: deque[float] = deque()  # start times of the last second's attempts
@@ -110,13 +108,13 @@ class SendGate:
                 self.cooldown_until = now + retry_after
                 changed = True
             # One cut per congestion episode: attempts sent before the last cut saw the old limit.
-            if self.adaptive and permit.started_at > self._last_cut:
+            if permit.started_at > self._last_cut:
                 too_fast = max(1.0, float(len(self._recent)), self.rate or 0.0)
                 self.rate = max(MIN_RATE, min(self.rate or too_fast, too_fast) * RATE_CUT)
                 self.limit = max(1.0, self.limit / 2)
                 self._last_cut = now
                 changed = True
-        elif self.adaptive:
+        else:
             before = self.concurrency_limit
             self.limit = min(float(self.max_concurrency), self.limit + CONCURRENCY_GROWTH)
             if self.rate is not None:

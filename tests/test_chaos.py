@@ -71,6 +71,24 @@ def assert_consistent(db: Path, out: Path) -> int:
     return len(completed)
 
 
+def process_args(folder: Path, out: Path, base_url: str, *extra: str) -> list[str]:
+    return [
+        "process",
+        str(folder),
+        "--variations",
+        "2",
+        "--concurrency",
+        "2",
+        "--to",
+        "es",
+        "--out",
+        str(out),
+        "--base-url",
+        base_url,
+        *extra,
+    ]
+
+
 @dataclass(frozen=True)
 class Moment:
     """When to kill: once the run is recorded (requests None), or once the simulator has seen
@@ -90,20 +108,7 @@ class Crasher:
         self.kills = 0
 
     def args(self, folder: Path) -> list[str]:
-        return [
-            "process",
-            str(folder),
-            "--variations",
-            "2",
-            "--concurrency",
-            "2",
-            "--to",
-            "es",
-            "--out",
-            str(self.out),
-            "--base-url",
-            self.sim.base_url,
-        ]
+        return process_args(folder, self.out, self.sim.base_url)
 
     def crash(self, folder: Path, moment: Moment) -> None:
         db = self.cli.db_path
@@ -249,24 +254,6 @@ def test_kill_9_at_many_moments_loses_nothing_and_resends_nothing_completed(
 
 
 # --- Ctrl-C and SIGTERM ---------------------------------------------------------------------
-
-
-def process_args(folder: Path, out: Path, base_url: str, *extra: str) -> list[str]:
-    return [
-        "process",
-        str(folder),
-        "--variations",
-        "2",
-        "--concurrency",
-        "2",
-        "--to",
-        "es",
-        "--out",
-        str(out),
-        "--base-url",
-        base_url,
-        *extra,
-    ]
 
 
 def test_first_ctrl_c_lets_requests_in_flight_finish_and_exits_130(
