@@ -108,6 +108,14 @@ class SendingStopped:
 
 
 @dataclass(frozen=True)
+class StopRequested:
+    """Ctrl-C or SIGTERM: no new attempts; those in flight get `grace` seconds (0: stop now)."""
+
+    signal: str
+    grace: float
+
+
+@dataclass(frozen=True)
 class RateStatus:
     """The shared view of the rate limit changed (shown in the footer)."""
 
@@ -147,6 +155,7 @@ Event = (
     | VariationSkipped
     | VariationInterrupted
     | SendingStopped
+    | StopRequested
     | RateStatus
     | BatchFinished
 )

@@ -342,14 +342,14 @@ def test_second_signal_stops_at_once_and_leaves_a_consistent_database(
         proc = Proc(args, env=child_env(GEMINI_API_KEY=KEY), cwd=tmp_path)
         wait_until(lambda: sim.stats()["in_flight"] >= 2, 30, "two requests in flight")
         proc.signal(signal.SIGINT)
-        wait_until(lambda: b"stopping" in proc.stderr, 10, "the first signal to be handled")
+        wait_until(lambda: b"stopping" in proc.stdout, 10, "the first signal to be handled")
         signalled = time.monotonic()
         proc.signal(signal.SIGINT)
         code = proc.wait(timeout=20)
         took = time.monotonic() - signalled
     assert code == 130, proc.text()
     assert took < 5, took
-    assert b"Stopping now." in proc.stderr and b"Traceback" not in proc.stderr
+    assert b"SIGINT again: stopping now" in proc.stdout and b"Traceback" not in proc.stderr
     assert integrity(cli.db_path) == ("ok", [])
     assert {a["outcome"] for a in query(cli.db_path, "SELECT outcome FROM attempts")} == {
         "interrupted"

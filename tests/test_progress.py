@@ -439,3 +439,17 @@ def test_narrow_console_keeps_every_column_and_one_line_per_row() -> None:
     assert re.match(r"…\S*board\.png\s+v2\s+es\s+failed\s+Failed after 2 retries", lines[2])
     assert re.match(r"cafe-menu\.jpg\s+v1\s+es\s+waiting\s+Waiting", lines[3])
     assert lines[-2].startswith("0 done · 1 failed") and lines[-1].startswith("elapsed 0:00")
+
+
+def test_ctrl_c_is_announced_in_the_footer_and_in_plain_output() -> None:
+    """A stop request shows in the live footer and as a plain line, with the grace period."""
+    clock = FakeClock()
+    state = new_state(clock)
+    state.apply(ev.StopRequested("SIGINT", 10.0))
+    footer = text_of(render_table(state, max_rows=10), width=200)
+    assert "SIGINT: stopping, no new requests; those in flight get 10 s" in footer
+    console = Console(width=200, file=io.StringIO(), color_system=None)
+    report = PlainReporter(console)
+    report(ev.StopRequested("SIGINT", 0.0))
+    assert isinstance(console.file, io.StringIO)
+    assert console.file.getvalue().splitlines() == ["SIGINT again: stopping now"]

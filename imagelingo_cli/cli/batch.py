@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from imagelingo_cli import events as ev
-from imagelingo_cli.cli.common import exit_code, fail_setup, stderr
+from imagelingo_cli.cli.common import exit_code, fail_setup
 from imagelingo_cli.cli.reporters import (
     JsonReporter,
     LiveReporter,
@@ -44,6 +44,7 @@ def clock_from(ctx: typer.Context) -> Clock:
 def run_batch(
     start: Callable[[BatchControl], Awaitable[ev.Summary]],
     *,
+    emit: Callable[[ev.Event], None],
     grace: float = STOP_GRACE_S,
 ) -> ev.Summary:
     """Run one batch on the asyncio loop (google-genai needs asyncio). The first SIGINT or
@@ -53,7 +54,7 @@ def run_batch(
     async def main() -> ev.Summary:
         control = BatchControl()
         async with anyio.create_task_group() as group:
-            group.start_soon(_watch_signals, control, grace, group)
+            group.start_soon(_watch_signals, control, grace, group, emit)
             try:
                 summary = await start(control)
             except SetupError as exc:
@@ -65,20 +66,21 @@ def run_batch(
     return anyio.run(main, backend="asyncio")
 
 
-async def _watch_signals(control: BatchControl, grace: float, group: anyio.abc.TaskGroup) -> None:
+async def _watch_signals(
+    control: BatchControl,
+    grace: float,
+    group: anyio.abc.TaskGroup,
+    emit: Callable[[ev.Event], None],
+) -> None:
     if not _can_watch_signals():
         await anyio.sleep_forever()
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             if control.stop_requested:
-                stderr().print("[bold red]Stopping now.[/]")
+                emit(ev.StopRequested(signal.Signals(signum).name, 0.0))
                 control.abort()
                 continue
-            name = signal.Signals(signum).name
-            stderr().print(
-                f"[bold yellow]{name}: stopping.[/] No new requests; those in flight get "
-                f"{grace:g} s to finish. Press Ctrl-C again to stop at once."
-            )
+            emit(ev.StopRequested(signal.Signals(signum).name, grace))
             control.request_stop()
             group.start_soon(_abort_after, control, grace)
 

@@ -139,7 +139,8 @@ def process(
             summary = run_batch(
                 lambda control: run_process(
                     request, jobs, store, clock=clock, emit=reporter, control=control
-                )
+                ),
+                emit=reporter,
             )
     finally:
         store.close()

@@ -70,6 +70,7 @@ class ProgressState:
         self.finished_at: float | None = None
         self.rate: ev.RateStatus | None = None
         self.stopped: ev.ErrorInfo | None = None  # a global error: the rest is not sent
+        self.stopping: ev.StopRequested | None = None  # Ctrl-C / SIGTERM
         self.summary: ev.Summary | None = None
         self._durations = 0.0
         self._finished_sent = 0
@@ -136,6 +137,8 @@ class ProgressState:
                 self._set(row, "interrupted", "Interrupted - run again to resume", now)
             case ev.SendingStopped():
                 self.stopped = event.error
+            case ev.StopRequested():
+                self.stopping = event
             case ev.RateStatus():
                 self.rate = event
             case ev.BatchFinished():
@@ -219,6 +222,16 @@ def failure_text(error: ev.ErrorInfo, attempts: int, sent: bool) -> str:
         plural = "retry" if retries == 1 else "retries"
         return f"Failed after {retries} {plural} - {error.label} ({kind})"
     return f"Failed - {error.label} ({kind})"
+
+
+def stop_text(event: ev.StopRequested) -> str:
+    """What Ctrl-C is doing, in the footer and in plain output."""
+    if not event.grace:
+        return f"{event.signal} again: stopping now"
+    return (
+        f"{event.signal}: stopping, no new requests; those in flight get {event.grace:g} s "
+        "(Ctrl-C again to stop now)"
+    )
 
 
 def detail_text(row: Row, now: float) -> str:
@@ -333,6 +346,8 @@ def render_footer(state: ProgressState, now: float) -> Footer:
             timing.append(" · retry budget spent: no more automatic retries", style="yellow")
     if state.stopped is not None:
         timing.append(f" · sending stopped: {state.stopped.label}", style="red")
+    if state.stopping is not None:
+        timing.append(f" · {stop_text(state.stopping)}", style="bold yellow")
     return Footer(text, timing)
 
 

@@ -23,6 +23,7 @@ from imagelingo_cli.cli.progress import (
     countdown,
     failure_text,
     render_table,
+    stop_text,
 )
 from imagelingo_cli.errors import ErrorCode
 
@@ -176,6 +177,8 @@ class PlainReporter(_Unframed):
                 return self._about(ref, "Interrupted - run again to resume")
             case ev.SendingStopped(error=error):
                 return f"Sending stopped - {error.label}: {_one_line(error.message)}"
+            case ev.StopRequested():
+                return stop_text(event)
             case ev.RateStatus():
                 return self._rate_line(event)
         return None

@@ -90,7 +90,8 @@ def retry_failed(
                     clock=clock,
                     emit=reporter,
                     control=control,
-                )
+                ),
+                emit=reporter,
             )
     finally:
         store.close()
