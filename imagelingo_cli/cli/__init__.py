@@ -57,7 +57,8 @@ def main() -> None:
     and never with local variables (which could hold the API key)."""
     try:
         app()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before a batch watches signals (start-up) or after it
+        print("imagelingo: interrupted.", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
         if os.environ.get("IMAGELINGO_DEBUG"):
