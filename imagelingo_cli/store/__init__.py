@@ -18,21 +18,23 @@ import re
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from imagelingo_cli.errors import TranslationError
+from imagelingo_cli.store.connection import (
+    SCHEMA,
+    StoreError,
+    connect,
+    write_transaction,
+)
 
-BUSY_TIMEOUT_S = 30.0
+__all__ = ["SCHEMA", "Claim", "GenerationKey", "Store", "StoreError", "new_id", "open_store"]
+
 ACTIVE_STATUSES = ("pending", "running", "retrying")
-
-
-class StoreError(Exception):
-    """The database cannot be used (not SQLite, newer schema, unwritable)."""
 
 
 def now_iso() -> str:
@@ -53,11 +55,6 @@ def default_db_path() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("imagelingo")) / "imagelingo.db"
-
-
-# The migrations this version knows, in order (their code is in `schema`, imported only when
-# a database needs them, so that read commands start fast). Never edit one once released.
-SCHEMA = ("m001_initial",)
 
 
 # --- records -------------------------------------------------------------------------------
@@ -171,7 +168,7 @@ class Store:
         force: bool = False,
     ) -> Claim:
         """Atomically take a variation for this run, unless it is done or another live run has it."""
-        with self.transaction(immediate=True):
+        with self.transaction():
             row = self._row(
                 "SELECT * FROM generations WHERE image_sha256 = ? AND target_language = ?"
                 " AND model = ? AND variation = ? AND backend = ?",
@@ -220,7 +217,7 @@ class Store:
 
     def claim_for_retry(self, generation_id: str, run_id: str) -> Claim:
         """Take a failed or interrupted variation for a retry-failed run."""
-        with self.transaction(immediate=True):
+        with self.transaction():
             row = self.generation(generation_id)
             if row["status"] in ACTIVE_STATUSES and self._run_alive(row["run_id"]):
                 return Claim("busy", row)
@@ -272,9 +269,10 @@ class Store:
         return row
 
     def output_owner(self, path: str) -> str | None:
-        """The generation whose recorded output is `path`, if any."""
+        """The generation whose output is `path`, recorded or about to be written, if any."""
         row = self.db.execute(
-            "SELECT id FROM generations WHERE output_path = ? LIMIT 1", [path]
+            "SELECT id FROM generations WHERE output_path = ? OR pending_output = ? LIMIT 1",
+            [path, path],
         ).fetchone()
         return str(row[0]) if row else None
 
@@ -348,8 +346,8 @@ class Store:
             )
             self.db.execute(
                 "UPDATE generations SET status = ?, error_code = ?, error_message = ?,"
-                " is_retryable = ?, first_error_at = COALESCE(first_error_at, ?), updated_at = ?"
-                " WHERE id = ?",
+                " is_retryable = ?, first_error_at = COALESCE(first_error_at, ?), updated_at = ?,"
+                " pending_output = NULL, pending_output_sha256 = NULL WHERE id = ?",
                 [
                     "failed" if retry_in_ms is None else "retrying",
                     error.code.value,
@@ -397,8 +395,42 @@ class Store:
             self.db.execute(
                 "UPDATE generations SET status = 'completed', output_path = ?, error_code = NULL,"
                 " error_message = NULL, is_retryable = NULL, credits_charged = 1,"
+                " pending_output = NULL, pending_output_sha256 = NULL,"
                 " completed_at = ?, updated_at = ? WHERE id = ?",
                 [output_path, stamp, stamp, generation_id],
+            )
+        return not charged_before
+
+    def intend_output(self, generation_id: str, path: str, sha256: str) -> None:
+        """Before an output is written: where it goes and what it holds, so that a run killed
+        between the write and `attempt_succeeded` leaves a file the next run can adopt."""
+        self.db.execute(
+            "UPDATE generations SET pending_output = ?, pending_output_sha256 = ? WHERE id = ?",
+            [path, sha256, generation_id],
+        )
+
+    def adopt_output(self, generation_id: str) -> bool:
+        """Complete a variation with the output an earlier run wrote but did not record (the
+        caller checked the file against its digest); its last attempt, cut short by the
+        crash, is what produced it. Returns whether the variation's credit was charged now."""
+        stamp = now_iso()
+        with self.transaction():
+            (charged_before, attempts) = self.db.execute(
+                "SELECT credits_charged, attempt_count FROM generations WHERE id = ?",
+                [generation_id],
+            ).fetchone()
+            self.db.execute(
+                "UPDATE attempts SET outcome = 'succeeded', finished_at = COALESCE(finished_at, ?)"
+                " WHERE generation_id = ? AND attempt_number = ?"
+                " AND (outcome IS NULL OR outcome = 'interrupted')",
+                [stamp, generation_id, attempts],
+            )
+            self.db.execute(
+                "UPDATE generations SET status = 'completed', output_path = pending_output,"
+                " error_code = NULL, error_message = NULL, is_retryable = NULL,"
+                " credits_charged = 1, pending_output = NULL, pending_output_sha256 = NULL,"
+                " completed_at = ?, updated_at = ? WHERE id = ?",
+                [stamp, stamp, generation_id],
             )
         return not charged_before
 
@@ -421,19 +453,9 @@ class Store:
 
     # -- plumbing --
 
-    @contextmanager
-    def transaction(self, *, immediate: bool = True) -> Iterator[None]:
-        """One short write transaction. IMMEDIATE takes the write lock up front: a deferred
-        transaction that reads and then writes fails at once with "database is locked" (no
-        busy wait) when another process wrote in between, which two runs on one database do."""
-        conn = self.db
-        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[None]:
+        """One short write transaction (see `connection.write_transaction`)."""
+        return write_transaction(self.db)
 
     def _row(self, sql: str, params: list[Any]) -> dict[str, Any] | None:
         cursor = self.db.execute(sql, params)
@@ -473,7 +495,7 @@ def _native_paths(row: dict[str, Any]) -> dict[str, Any]:
     """A row's paths that were stored with escaped non-UTF-8 bytes get those bytes back, so the
     source can be read again and the output found (resume, retry-failed). A path that exists
     exactly as written (a name that really holds a backslash) is left alone."""
-    for column in ("source_path", "out_dir", "output_path"):
+    for column in ("source_path", "out_dir", "output_path", "pending_output"):
         value = row.get(column)
         if isinstance(value, str) and _ESCAPED_BYTE.search(value) and not os.path.lexists(value):
             row[column] = _native_path(value)
@@ -499,52 +521,7 @@ def _alive(pid: int | None, run_host: str | None, this_host: str) -> bool:
     return True
 
 
-def _applied_migrations(conn: sqlite3.Connection) -> list[str]:
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'"
-    ).fetchone()
-    if not exists:
-        return []
-    rows = conn.execute(
-        "SELECT name FROM _sqlite_migrations WHERE migration_set = 'imagelingo' ORDER BY rowid"
-    ).fetchall()
-    return [str(name) for (name,) in rows]
-
-
 def open_store(path: Path) -> Store:
     """Open (creating if needed) and migrate the database. Raises StoreError with a reason."""
     path = path.expanduser()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        created = not path.exists()
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        if created:
-            os.chmod(path, 0o600)
-    except OSError as exc:
-        raise StoreError(f"cannot create the database at {path}: {exc.strerror or exc}") from None
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the database at {path}: {exc}") from None
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        applied = _applied_migrations(conn)
-        unknown = [name for name in applied if name not in SCHEMA]
-        if unknown:
-            raise StoreError(
-                f"{path} was written by a newer imagelingo (schema {unknown[-1]}); upgrade imagelingo"
-            )
-        store = Store(conn, path)
-        if set(SCHEMA) - set(applied):
-            from imagelingo_cli.store.schema import migrate
-
-            with store.transaction(immediate=True):  # two first runs must not both migrate
-                migrate(conn)
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise StoreError(f"{path} is not an imagelingo database ({exc})") from None
-    except StoreError:
-        conn.close()
-        raise
-    return store
+    return Store(connect(path), path)

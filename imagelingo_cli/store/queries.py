@@ -372,7 +372,7 @@ def abandon(store: Store, generation_ids: Sequence[str]) -> int:
     if not generation_ids:
         return 0
     marks = ", ".join("?" * len(generation_ids))
-    with store.transaction(immediate=True):
+    with store.transaction():
         cursor = store.db.execute(
             f"UPDATE generations SET status = 'abandoned', updated_at = ?"
             f" WHERE id IN ({marks}) AND {_ABANDONABLE_SQL}",
@@ -393,7 +393,7 @@ def abandon_matching(store: Store, *, run_id: str | None, codes: Sequence[str]) 
     if codes:
         clauses.append(f"error_code IN ({', '.join('?' * len(codes))})")
         params += list(codes)
-    with store.transaction(immediate=True):
+    with store.transaction():
         cursor = store.db.execute(
             "UPDATE generations SET status = 'abandoned', updated_at = ? WHERE "
             + " AND ".join(clauses),
