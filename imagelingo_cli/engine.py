@@ -20,16 +20,9 @@ from imagelingo_cli.clock import Clock
 from imagelingo_cli.control import BatchControl
 from imagelingo_cli.errors import ErrorCode, TranslationError, classify_exception
 from imagelingo_cli.gemini import Translation
-from imagelingo_cli.images import (
-    PreparedImage,
-    SourceImage,
-    output_path,
-    prepare_image,
-    printable,
-    remove_stale_temp_files,
-    write_atomic,
-)
+from imagelingo_cli.images import PreparedImage, SourceImage, prepare_image, printable
 from imagelingo_cli.languages import Language
+from imagelingo_cli.outputs import holds, output_path, remove_stale_temp_files, write_atomic
 from imagelingo_cli.ratelimit import SendGate
 from imagelingo_cli.retry import RetryPolicy
 from imagelingo_cli.store import GenerationKey, Store
@@ -197,9 +190,9 @@ class Batch:
     ) -> None:
         claimed: list[tuple[VariationSpec, ev.VariationRef]] = []
         for spec, ref in zip(job.variations, refs, strict=True):
-            target = self._claim(job, spec, sha, ref)
-            if target is not None:
-                claimed.append((spec, target))
+            claim = self._claim(job, spec, sha, ref)
+            if claim is not None and not await self._adopt_unrecorded_output(*claim):
+                claimed.append((spec, claim[0]))
         if self.control.halted:
             for _spec, ref in claimed:
                 self._not_sent(ref, 0)
@@ -215,8 +208,8 @@ class Batch:
 
     def _claim(
         self, job: ImageJob, spec: VariationSpec, sha: str, ref: ev.VariationRef
-    ) -> ev.VariationRef | None:
-        """Take the variation for this run, or report why it is skipped."""
+    ) -> tuple[ev.VariationRef, dict[str, object]] | None:
+        """Take the variation for this run (its ref and row), or report why it is skipped."""
         if spec.generation_id is not None:
             claim = self.store.claim_for_retry(spec.generation_id, self.run_id)
         else:
@@ -259,7 +252,21 @@ class Batch:
             self.emit(ev.VariationSkipped(ref, reason, claim.row.get("output_path")))
             return None
         self.emit(ev.VariationQueued(ref))
-        return ref
+        return ref, claim.row
+
+    async def _adopt_unrecorded_output(self, ref: ev.VariationRef, row: dict[str, object]) -> bool:
+        """A run killed between writing this variation's output and recording it left the
+        file: if it is there whole, record it instead of paying for the translation again."""
+        path, digest = row.get("pending_output"), row.get("pending_output_sha256")
+        if not path or not digest:
+            return False
+        if not await anyio.to_thread.run_sync(holds, Path(str(path)), str(digest)):
+            return False
+        self.tally.credits += int(self.store.adopt_output(ref.generation_id))
+        self.tally.skipped += 1
+        reason = "already completed (its output, written before a crash, is now recorded)"
+        self.emit(ev.VariationSkipped(ref, reason, str(path)))
+        return True
 
     def _reuse_output(
         self, job: ImageJob, spec: VariationSpec, row: dict[str, object]
@@ -383,6 +390,8 @@ class Batch:
                 translation.mime_type,
             )
             target = self._free_output(wanted, ref.generation_id)
+            digest = await anyio.to_thread.run_sync(_sha256, translation.data)
+            self.store.intend_output(ref.generation_id, printable(target), digest)
             await anyio.to_thread.run_sync(write_atomic, target, translation.data)
         except (OSError, ValueError) as exc:
             error = TranslationError(
@@ -508,6 +517,10 @@ def _content_key(job: ImageJob) -> str:
     except OSError:
         return "unreadable:" + hashlib.sha256(bytes(path)).hexdigest()
     return digest.hexdigest()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _mime_of(path: Path) -> str:

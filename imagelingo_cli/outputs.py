@@ -3,6 +3,7 @@
     output_path(out_dir, relative, language, variation, mime_type)
         -> out_dir/<relative folder>/<stem>.<language>.v<variation>.<ext>, never outside out_dir
     write_atomic(path, data)        temp file in the same folder, fsync, os.replace
+    holds(path, sha256)             whether the file at `path` is exactly the output with that digest
     remove_stale_temp_files(out_dir) -> count of `.<name>.<hex>.tmp` files left by a crash
 
 Re-exported by `imagelingo_cli.images`, so callers may import these from either module.
@@ -11,12 +12,20 @@ Re-exported by `imagelingo_cli.images`, so callers may import these from either 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
 from pathlib import Path, PurePosixPath
 
-__all__ = ["TEMP_SUFFIX", "extension_for", "output_path", "remove_stale_temp_files", "write_atomic"]
+__all__ = [
+    "TEMP_SUFFIX",
+    "extension_for",
+    "holds",
+    "output_path",
+    "remove_stale_temp_files",
+    "write_atomic",
+]
 
 TEMP_SUFFIX = ".tmp"
 _TOKEN_HEX = 16  # characters of randomness in a temp name
@@ -98,6 +107,22 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
+
+
+def holds(path: Path, sha256: str) -> bool:
+    """Whether `path` is a regular file whose bytes have this SHA-256 (hex): an output written
+    by a run that died before recording it, found whole. `write_atomic` never leaves a part
+    of a file at its path, so anything else there is another file."""
+    digest = hashlib.sha256()
+    try:
+        if not path.is_file():
+            return False
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return False
+    return digest.hexdigest() == sha256
 
 
 def remove_stale_temp_files(out_dir: Path) -> int:

@@ -55,8 +55,15 @@ class Proc:
         cwd: Path,
         terminal: bool = False,
         preexec_fn: Callable[[], None] | None = None,
+        bootstrap: str | None = None,
     ) -> None:
-        command = [sys.executable, "-m", "imagelingo_cli", *args]
+        # `bootstrap`: Python run in the child before imagelingo starts (e.g. an audit hook
+        # that stops the process at an exact moment), without touching imagelingo's code.
+        if bootstrap is None:
+            command = [sys.executable, "-m", "imagelingo_cli", *args]
+        else:
+            start = "import runpy; runpy.run_module('imagelingo_cli', run_name='__main__')"
+            command = [sys.executable, "-c", f"{bootstrap}\n{start}", *args]
         self._stdout = bytearray()
         self._stderr = bytearray()
         self._readers: list[threading.Thread] = []

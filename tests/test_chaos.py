@@ -414,3 +414,67 @@ def test_two_processes_on_one_database_never_send_a_variation_twice(
     assert all(opens_as_image(Path(r["output_path"])) for r in rows)
     assert integrity(cli.db_path) == ("ok", [])
     assert [r["status"] for r in query(cli.db_path, "SELECT status FROM runs")] == ["completed"] * 6
+
+
+# --- a kill between an output's write and its record ----------------------------------------
+
+# An audit hook in the child: when an output is renamed into place under OUT, finish that
+# rename, then SIGKILL the process, before it can record the output in the database.
+KILL_AFTER_OUTPUT_WRITE = """
+import os, signal, sys
+def _kill_after_output_write(event, args):
+    if event == "os.rename" and str(args[1]).startswith({out!r}) and not _state:
+        _state.append(True)
+        os.replace(args[0], args[1])
+        os.kill(os.getpid(), signal.SIGKILL)
+_state = []
+sys.addaudithook(_kill_after_output_write)
+"""
+
+
+@pytest.mark.parametrize("command", ["process", "retry-failed"])
+def test_a_kill_between_writing_an_output_and_recording_it_is_adopted_not_paid_again(
+    cli: Cli, tmp_path: Path, command: str
+) -> None:
+    """kill -9 right after an output lands on disk, before the database records it: the next
+    run (`process` again, or `retry-failed`) records that file, sends nothing for it, and
+    leaves one file, not a `-2` copy; the variation is charged once."""
+    folder, out = tmp_path / "imgs", tmp_path / "out"
+    make_images(folder, 1, salt=7)
+    with Simulator("ok") as sim:
+        args = process_args(folder, out, sim.base_url, "--concurrency", "1")
+        killed = Proc(
+            args,
+            env=child_env(GEMINI_API_KEY=KEY),
+            cwd=tmp_path,
+            bootstrap=KILL_AFTER_OUTPUT_WRITE.format(out=str(out)),
+        )
+        assert killed.wait(timeout=60) == -signal.SIGKILL, killed.text()
+        written = [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        assert len(written) == 1 and opens_as_image(written[0])
+        assert not query(cli.db_path, "SELECT id FROM generations WHERE status = 'completed'")
+        sent_before = sim.stats()["requests"]
+
+        summary = rerun(cli, Crasher(cli, sim, out), folder, command)
+
+        resent = sim.stats()["requests"] - sent_before
+    files = sorted(p.name for p in out.rglob("*") if p.is_file())
+    assert files == ["sign-0.es.v1.png", "sign-0.es.v2.png"], files
+    adopted = query(
+        cli.db_path,
+        "SELECT id, status, credits_charged, output_path, pending_output FROM generations"
+        " WHERE output_path = ?",
+        (str(written[0]),),
+    )
+    assert [(r["status"], r["credits_charged"], r["pending_output"]) for r in adopted] == [
+        ("completed", 1, None)
+    ]
+    attempts = query(
+        cli.db_path,
+        "SELECT outcome FROM attempts WHERE generation_id = ?",
+        (adopted[0]["id"],),
+    )
+    assert [a["outcome"] for a in attempts] == ["succeeded"]
+    assert resent == 1, resent  # only the other variation, which the kill left unsent
+    assert summary["credits_charged"] == 2
+    assert assert_consistent(cli.db_path, out) == 2

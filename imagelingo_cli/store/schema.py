@@ -95,6 +95,21 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_output_intent(db: Database) -> None:
+    # Where a variation's output is being written, and the digest of its bytes, committed
+    # before the write: a run killed between the write and its record leaves a file that the
+    # next run adopts instead of paying for the translation again.
+    db.executescript(
+        """
+        ALTER TABLE generations ADD COLUMN pending_output TEXT;
+        ALTER TABLE generations ADD COLUMN pending_output_sha256 TEXT;
+        CREATE INDEX generations_pending_output ON generations (pending_output)
+            WHERE pending_output IS NOT NULL;
+        """
+    )
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Apply the pending migrations (the caller holds the write lock)."""
     migrations.apply(Database(conn))
