@@ -23,9 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagelingo_cli.errors import TranslationError
+
+if TYPE_CHECKING:
+    from imagelingo_cli.answers import Usage
 
 BUSY_TIMEOUT_S = 30.0
 ACTIVE_STATUSES = ("pending", "running", "retrying")
@@ -57,7 +60,7 @@ def default_db_path() -> Path:
 
 # The migrations this version knows, in order (their code is in `schema`, imported only when
 # a database needs them, so that read commands start fast). Never edit one once released.
-SCHEMA = ("m001_initial",)
+SCHEMA = ("m001_initial", "m002_answer_thoughts_tokens")
 
 
 # --- records -------------------------------------------------------------------------------
@@ -327,7 +330,8 @@ class Store:
         duration_ms: int,
         retry_in_ms: int | None,
     ) -> None:
-        """Record a failed attempt; `retry_in_ms` is the wait before the next one (None: final)."""
+        """Record a failed attempt, with the tokens its answer was billed if it had one;
+        `retry_in_ms` is the wait before the next one (None: final)."""
         stamp = now_iso()
         with self.transaction():
             self.db.execute(
@@ -346,6 +350,8 @@ class Store:
                     attempt_id,
                 ],
             )
+            if error.usage is not None:
+                self._record_usage(attempt_id, error.usage)
             self.db.execute(
                 "UPDATE generations SET status = ?, error_code = ?, error_message = ?,"
                 " is_retryable = ?, first_error_at = COALESCE(first_error_at, ?), updated_at = ?"
@@ -368,10 +374,7 @@ class Store:
         *,
         duration_ms: int,
         output_path: str,
-        model_version: str | None,
-        prompt_tokens: int | None,
-        output_tokens: int | None,
-        total_tokens: int | None,
+        usage: Usage,
     ) -> bool:
         """Record success. The variation's one credit is charged on its first success only;
         returns whether this success charged it."""
@@ -381,19 +384,11 @@ class Store:
                 "SELECT credits_charged FROM generations WHERE id = ?", [generation_id]
             ).fetchone()
             self.db.execute(
-                "UPDATE attempts SET outcome = 'succeeded', finished_at = ?, duration_ms = ?,"
-                " prompt_tokens = ?, output_tokens = ?, total_tokens = ?, model_version = ?"
+                "UPDATE attempts SET outcome = 'succeeded', finished_at = ?, duration_ms = ?"
                 " WHERE id = ?",
-                [
-                    stamp,
-                    duration_ms,
-                    prompt_tokens,
-                    output_tokens,
-                    total_tokens,
-                    model_version,
-                    attempt_id,
-                ],
+                [stamp, duration_ms, attempt_id],
             )
+            self._record_usage(attempt_id, usage)
             self.db.execute(
                 "UPDATE generations SET status = 'completed', output_path = ?, error_code = NULL,"
                 " error_message = NULL, is_retryable = NULL, credits_charged = 1,"
@@ -401,6 +396,20 @@ class Store:
                 [output_path, stamp, stamp, generation_id],
             )
         return not charged_before
+
+    def _record_usage(self, attempt_id: str, usage: Usage) -> None:
+        self.db.execute(
+            "UPDATE attempts SET prompt_tokens = ?, output_tokens = ?, thoughts_tokens = ?,"
+            " total_tokens = ?, model_version = ? WHERE id = ?",
+            [
+                usage.prompt_tokens,
+                usage.output_tokens,
+                usage.thoughts_tokens,
+                usage.total_tokens,
+                usage.model_version,
+                attempt_id,
+            ],
+        )
 
     def attempt_interrupted(self, attempt_id: str, *, duration_ms: int) -> None:
         self.db.execute(

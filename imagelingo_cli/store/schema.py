@@ -95,6 +95,12 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_answer_thoughts_tokens(db: Database) -> None:
+    """Thinking tokens of an answer, billed apart from its output tokens."""
+    db.execute("ALTER TABLE attempts ADD COLUMN thoughts_tokens INTEGER")
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Apply the pending migrations (the caller holds the write lock)."""
     migrations.apply(Database(conn))
