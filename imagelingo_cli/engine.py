@@ -18,7 +18,7 @@ import anyio
 from imagelingo_cli import events as ev
 from imagelingo_cli.clock import Clock
 from imagelingo_cli.control import BatchControl
-from imagelingo_cli.errors import ErrorCode, TranslationError, classify_exception
+from imagelingo_cli.errors import ErrorCode, TranslationError, output_error
 from imagelingo_cli.gemini import Translation
 from imagelingo_cli.images import PreparedImage, SourceImage, prepare_image, printable
 from imagelingo_cli.languages import Language
@@ -322,8 +322,6 @@ class Batch:
                     )
                 except TranslationError as exc:
                     error = self.policy.escalate(exc)
-                except Exception as exc:  # an adapter bug still becomes a recorded failure
-                    error = classify_exception(exc)
             duration_ms = round((time.perf_counter() - began) * 1000)
             if scope.cancelled_caught or (translation is None and error is None):
                 self.gate.release(permit, throttled=False, retry_after=None)
@@ -381,6 +379,7 @@ class Batch:
         duration_ms: int,
         translation: Translation,
     ) -> None:
+        target = spec.out_dir
         try:
             wanted = output_path(
                 spec.out_dir,
@@ -394,9 +393,7 @@ class Batch:
             self.store.intend_output(ref.generation_id, printable(target), digest)
             await anyio.to_thread.run_sync(write_atomic, target, translation.data)
         except (OSError, ValueError) as exc:
-            error = TranslationError(
-                ErrorCode.API_ERROR, f"the translated image could not be written: {exc}"
-            )
+            error = output_error(printable(target), exc, translation.usage)
             self.store.attempt_failed(
                 attempt_id, ref.generation_id, error, duration_ms=duration_ms, retry_in_ms=None
             )
@@ -407,10 +404,7 @@ class Batch:
             ref.generation_id,
             duration_ms=duration_ms,
             output_path=printable(target),
-            model_version=translation.model_version,
-            prompt_tokens=translation.prompt_tokens,
-            output_tokens=translation.output_tokens,
-            total_tokens=translation.total_tokens,
+            usage=translation.usage,
         )
         self.tally.completed += 1
         self.tally.credits += int(charged)

@@ -1,33 +1,45 @@
 """The error taxonomy: every way a variation can fail, as exactly one code.
 
-Foreign failures are translated here, once::
+Foreign failures are translated here, once, by table::
 
     Exception
-    ├── SetupError                  the run cannot start: bad options, no key, unusable paths (exit 2)
-    └── TranslationError            one classified outcome (code, message, statuses, delay)
-        ├── raised by gemini.translate() for whatever google-genai / httpx2 / json raised,
-        │   or for a 200 answer that holds no image (classify_response)
+    ├── SetupError                  the run cannot start: bad options, no key, unusable paths,
+    │                               a base URL no request can go to (exit 2, nothing sent)
+    └── TranslationError            one classified outcome (code, message, statuses, delay,
+        │                           whether it may pass on a retry, the tokens a 200 billed)
+        ├── classify_exception(exc)   whatever google-genai / httpx2 / json raised, looked up
+        │                             in FOREIGN_EXCEPTIONS (the most specific class wins)
+        ├── classify_answer(answer)   a 200 answer without an image, by FINISH_REASONS
+        ├── output_error(path, exc)   the translated image could not be written
         └── raised by images.py for a local file that cannot be sent (INVALID_TYPE)
 
-    classify_exception(exc) -> TranslationError   (never raises, unknown -> API_ERROR)
-    classify_response(resp) -> TranslationError | None   (None: the answer has an image)
+Whether a failure may pass on a retry (`is_retryable`) belongs to the classified error: most
+codes decide it, but NO_IMAGE and SAFETY_BLOCKED depend on the answer's finish reason.
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imagelingo_cli.answers import Answer, Usage
 
 __all__ = [
     "DEFAULT_AUTO_RETRY",
+    "FINISH_REASONS",
     "ErrorCode",
     "SetupError",
     "TranslationError",
+    "classify_answer",
     "classify_exception",
-    "classify_response",
+    "foreign_exceptions",
+    "output_error",
     "parse_duration_ms",
 ]
 
@@ -44,6 +56,7 @@ class ErrorCode(StrEnum):
     NO_IMAGE = "NO_IMAGE"
     SAFETY_BLOCKED = "SAFETY_BLOCKED"
     API_ERROR = "API_ERROR"
+    OUTPUT_ERROR = "OUTPUT_ERROR"
 
     @property
     def label(self) -> str:
@@ -52,8 +65,14 @@ class ErrorCode(StrEnum):
 
     @property
     def transient(self) -> bool:
-        """Whether trying again later may succeed (the approved `is_retryable`)."""
+        """Whether a failure with this code may pass on a retry, unless its answer says
+        otherwise (TranslationError.transient is what is stored)."""
         return self in _TRANSIENT
+
+    @property
+    def can_be_transient(self) -> bool:
+        """Whether some failures with this code may pass on a retry (those may be auto-retried)."""
+        return self in _TRANSIENT or self in _BY_ANSWER
 
     @property
     def is_global(self) -> bool:
@@ -69,8 +88,11 @@ _TRANSIENT = frozenset(
         ErrorCode.SERVER_ERROR,
         ErrorCode.NETWORK_ERROR,
         ErrorCode.API_ERROR,
+        ErrorCode.OUTPUT_ERROR,
     }
 )
+# Codes whose retryability the finish reason decides (FINISH_REASONS).
+_BY_ANSWER = frozenset({ErrorCode.NO_IMAGE, ErrorCode.SAFETY_BLOCKED})
 
 # Approved requirement 1: only these are retried automatically unless configured otherwise.
 DEFAULT_AUTO_RETRY = frozenset({ErrorCode.RATE_LIMIT, ErrorCode.TIMEOUT})
@@ -89,33 +111,132 @@ class TranslationError(Exception):
     http_status: int | None = None
     api_status: str | None = None
     retry_after_ms: int | None = None
+    retryable: bool | None = None  # None: as the code says
+    usage: Usage | None = field(default=None, repr=False)  # a 200 answer is billed too
 
     def __post_init__(self) -> None:
         super().__init__(f"{self.code.label}: {self.message}")
 
     @property
     def transient(self) -> bool:
-        return self.code.transient
+        """Whether trying again later may succeed (stored as `is_retryable`)."""
+        return self.code.transient if self.retryable is None else self.retryable
 
 
-# --- exceptions ---------------------------------------------------------------------------
+# --- foreign exceptions --------------------------------------------------------------------
+
+Classifier = Callable[[Any], "TranslationError | SetupError"]
+
+
+def classify_exception(exc: Exception) -> TranslationError | SetupError:
+    """Exactly one classified error for whatever an attempt raised. Never raises."""
+    if isinstance(exc, TranslationError | SetupError):
+        return exc
+    table = foreign_exceptions()
+    try:
+        owner = next(kind for kind in type(exc).__mro__ if kind in table)
+        return table[owner](exc)
+    except Exception as inner:  # a classifier bug must not lose the original failure
+        return TranslationError(ErrorCode.API_ERROR, f"{_describe(exc)} (unclassified: {inner})")
+
+
+@cache
+def foreign_exceptions() -> Mapping[type[BaseException], Classifier]:
+    """Every exception google-genai, its httpx2 transport and the answer reader can raise, and
+    what it means. Each class the two libraries export is listed (a test checks it), so a new
+    one is decided here rather than falling through. Imported on first use: the read commands
+    must start without google-genai."""
+    import binascii
+    import json
+
+    import httpx2
+    import pydantic
+    from google.genai import errors as genai
+
+    timeout = _as(ErrorCode.TIMEOUT)
+    network = _as(ErrorCode.NETWORK_ERROR)
+    unexpected = _as(ErrorCode.API_ERROR)
+    return {
+        # google-genai: an HTTP error answer, with the API's code, status and message
+        genai.APIError: _api_error,
+        genai.ClientError: _api_error,
+        genai.ServerError: _api_error,
+        genai.UnknownApiResponseError: _malformed,
+        # function calling and continuations, which image requests never use
+        genai.UnknownFunctionCallArgumentError: unexpected,
+        genai.UnsupportedFunctionError: unexpected,
+        genai.FunctionInvocationError: unexpected,
+        genai.ContinuationInterruptedError: unexpected,
+        # httpx2, the transport the adapter pins
+        httpx2.HTTPError: unexpected,
+        httpx2.RequestError: unexpected,
+        httpx2.TransportError: network,
+        httpx2.TimeoutException: timeout,
+        httpx2.ConnectTimeout: timeout,
+        httpx2.ReadTimeout: timeout,
+        httpx2.WriteTimeout: timeout,
+        httpx2.PoolTimeout: timeout,
+        httpx2.NetworkError: network,
+        httpx2.ConnectError: network,
+        httpx2.ReadError: network,
+        httpx2.WriteError: network,
+        httpx2.CloseError: network,
+        httpx2.ProtocolError: network,
+        httpx2.RemoteProtocolError: network,  # disconnected, or a body cut short
+        httpx2.ProxyError: network,
+        httpx2.LocalProtocolError: unexpected,  # httpx2 refused to send what it was given
+        httpx2.UnsupportedProtocol: _bad_base_url,
+        httpx2.InvalidURL: _bad_base_url,
+        httpx2.DecodingError: _malformed,
+        httpx2.TooManyRedirects: unexpected,
+        httpx2.HTTPStatusError: unexpected,
+        httpx2.CookieConflict: unexpected,
+        httpx2.StreamError: unexpected,
+        httpx2.RequestNotRead: unexpected,
+        httpx2.ResponseNotRead: unexpected,
+        httpx2.StreamClosed: unexpected,
+        httpx2.StreamConsumed: unexpected,
+        httpx2.SSEError: unexpected,
+        # the answer reader and the standard library
+        json.JSONDecodeError: _not_json,
+        binascii.Error: _bad_image_data,
+        pydantic.ValidationError: _malformed,
+        TimeoutError: _deadline,
+        ConnectionError: network,
+        Exception: unexpected,
+    }
+
+
+def _as(code: ErrorCode) -> Classifier:
+    return lambda exc: TranslationError(code, _describe(exc))
+
+
+def _deadline(exc: TimeoutError) -> TranslationError:
+    return TranslationError(ErrorCode.TIMEOUT, str(exc) or "no answer within the deadline")
+
+
+def _not_json(exc: Any) -> TranslationError:
+    return TranslationError(
+        ErrorCode.API_ERROR, f"the answer was not JSON ({exc.msg} at char {exc.pos})"
+    )
+
+
+def _bad_image_data(exc: Exception) -> TranslationError:
+    return TranslationError(
+        ErrorCode.API_ERROR, f"the image data in the answer is not base64: {exc}"
+    )
+
+
+def _malformed(exc: Exception) -> TranslationError:
+    return TranslationError(ErrorCode.API_ERROR, f"malformed answer: {_first_line(str(exc))}")
+
+
+def _bad_base_url(exc: Exception) -> SetupError:
+    return SetupError(f"the API base URL cannot be used: {exc}")
+
 
 _RETRY_IN = re.compile(r"retry in\s+([0-9]+(?:\.[0-9]+)?)\s*s", re.IGNORECASE)
 _CONFIG_400_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"})
-_SAFETY_REASONS = frozenset(
-    {
-        "SAFETY",
-        "IMAGE_SAFETY",
-        "PROHIBITED_CONTENT",
-        "IMAGE_PROHIBITED_CONTENT",
-        "BLOCKLIST",
-        "SPII",
-        "RECITATION",
-        "IMAGE_RECITATION",
-        "JAILBREAK",
-        "MODEL_ARMOR",
-    }
-)
 
 
 def parse_duration_ms(value: object) -> int | None:
@@ -130,58 +251,7 @@ def parse_duration_ms(value: object) -> int | None:
     return None
 
 
-def classify_exception(exc: BaseException) -> TranslationError:
-    """Turn whatever one attempt raised into exactly one classified error. Never raises."""
-    if isinstance(exc, TranslationError):
-        return exc
-    try:
-        return _classify(exc)
-    except Exception as inner:  # a classifier bug must not lose the original failure
-        return TranslationError(ErrorCode.API_ERROR, f"{_describe(exc)} (unclassified: {inner})")
-
-
-def _classify(exc: BaseException) -> TranslationError:
-    from google.genai import errors as genai_errors
-
-    if isinstance(exc, genai_errors.APIError):
-        return _classify_api_error(exc)
-    if isinstance(exc, TimeoutError):
-        return TranslationError(
-            ErrorCode.TIMEOUT, _describe(exc) or "no answer within the deadline"
-        )
-    if isinstance(exc, json.JSONDecodeError):
-        return TranslationError(
-            ErrorCode.API_ERROR, f"the answer was not JSON ({exc.msg} at char {exc.pos})"
-        )
-
-    transport = _classify_transport(exc)
-    if transport is not None:
-        return transport
-
-    import pydantic
-
-    if isinstance(exc, pydantic.ValidationError):
-        return TranslationError(ErrorCode.API_ERROR, f"malformed answer: {_first_line(str(exc))}")
-    return TranslationError(ErrorCode.API_ERROR, _describe(exc))
-
-
-def _classify_transport(exc: BaseException) -> TranslationError | None:
-    """httpx2 errors (our pinned transport), plus aiohttp's in case a caller uses it."""
-    import httpx2
-
-    if isinstance(exc, httpx2.TimeoutException):
-        return TranslationError(ErrorCode.TIMEOUT, _describe(exc) or type(exc).__name__)
-    if isinstance(exc, httpx2.TransportError):  # connect, read/write, protocol, proxy errors
-        return TranslationError(ErrorCode.NETWORK_ERROR, _describe(exc) or type(exc).__name__)
-    module = type(exc).__module__ or ""
-    if module.startswith("aiohttp"):
-        return TranslationError(ErrorCode.NETWORK_ERROR, _describe(exc))
-    if isinstance(exc, ConnectionError):
-        return TranslationError(ErrorCode.NETWORK_ERROR, _describe(exc))
-    return None
-
-
-def _classify_api_error(exc: Any) -> TranslationError:
+def _api_error(exc: Any) -> TranslationError:
     http_status: int | None = exc.code if isinstance(exc.code, int) else None
     body: dict[str, Any] = exc.details if isinstance(exc.details, dict) else {}
     nested = body.get("error")
@@ -253,60 +323,81 @@ def _retry_delay_ms(details: list[Any], message: str) -> int | None:
     return round(float(match.group(1)) * 1000) if match else None
 
 
-# --- 200 answers ---------------------------------------------------------------------------
+# --- 200 answers without an image ----------------------------------------------------------
+
+# finishReason -> (code, may pass on a retry). IMAGE_OTHER ("you will not be charged"),
+# IMAGE_RECITATION (an identical request later passed), MAX_TOKENS and OTHER are not the
+# request's fault; none is retried automatically unless configured. Any other reason (STOP
+# with text only, NO_IMAGE, one this version does not know) is NO_IMAGE, permanent.
+_BLOCKED = (ErrorCode.SAFETY_BLOCKED, False)
+FINISH_REASONS: Mapping[str, tuple[ErrorCode, bool]] = {
+    "IMAGE_OTHER": (ErrorCode.NO_IMAGE, True),
+    "OTHER": (ErrorCode.NO_IMAGE, True),
+    "MAX_TOKENS": (ErrorCode.NO_IMAGE, True),
+    "IMAGE_RECITATION": (ErrorCode.SAFETY_BLOCKED, True),
+    "SAFETY": _BLOCKED,
+    "IMAGE_SAFETY": _BLOCKED,
+    "PROHIBITED_CONTENT": _BLOCKED,
+    "IMAGE_PROHIBITED_CONTENT": _BLOCKED,
+    "BLOCKLIST": _BLOCKED,
+    "SPII": _BLOCKED,
+    "RECITATION": _BLOCKED,
+    "JAILBREAK": _BLOCKED,
+    "MODEL_ARMOR": _BLOCKED,
+}
 
 
-def classify_response(response: Any) -> TranslationError | None:
-    """Why a 200 `GenerateContentResponse` holds no usable image, or None when it holds one."""
-    feedback = getattr(response, "prompt_feedback", None)
-    block = getattr(feedback, "block_reason", None)
-    if block is not None:
-        reason = _enum_name(block)
-        text = getattr(feedback, "block_reason_message", None) or "the request was blocked"
-        return TranslationError(ErrorCode.SAFETY_BLOCKED, f"{reason}: {text}", 200, reason)
-
-    candidates = getattr(response, "candidates", None) or []
-    if not candidates:
+def classify_answer(answer: Answer) -> TranslationError:
+    """Why a 200 answer holds no image, in Google's own words where it gave some (the
+    candidate's finishMessage, with its support code), with the tokens it was billed."""
+    usage = answer.usage
+    if answer.block_reason is not None:  # the request itself was refused: always permanent
+        said = answer.block_message or "the request was blocked"
         return TranslationError(
-            ErrorCode.NO_IMAGE, "the answer held no candidates (empty or unreadable body)", 200
+            ErrorCode.SAFETY_BLOCKED,
+            f"{answer.block_reason}: {said}",
+            200,
+            answer.block_reason,
+            retryable=False,
+            usage=usage,
         )
-    texts: list[str] = []
-    finish_reasons: list[str] = []
-    for candidate in candidates:
-        reason = _enum_name(getattr(candidate, "finish_reason", None))
-        if reason:
-            finish_reasons.append(reason)
-        content = getattr(candidate, "content", None)
-        for part in getattr(content, "parts", None) or []:
-            if getattr(part, "thought", False):
-                continue
-            data = getattr(part, "inline_data", None)
-            mime = str(getattr(data, "mime_type", None) or "")
-            if mime.startswith("image/") and getattr(data, "data", None):
-                return None
-            if getattr(part, "text", None):
-                texts.append(str(part.text).strip())
-        if reason in _SAFETY_REASONS:
-            finish = getattr(candidate, "finish_message", None) or "the output was blocked"
-            return TranslationError(ErrorCode.SAFETY_BLOCKED, f"{reason}: {finish}", 200, reason)
+    if not answer.candidates:
+        return TranslationError(
+            ErrorCode.NO_IMAGE,
+            "the answer held no candidates (empty or unreadable body)",
+            200,
+            usage=usage,
+        )
+    candidate = next((c for c in answer.candidates if c.finish_reason), answer.candidates[0])
+    reason = candidate.finish_reason or "STOP"
+    code, retryable = FINISH_REASONS.get(reason, (ErrorCode.NO_IMAGE, False))
+    # Google's finishMessage is kept whole: its support code comes last.
+    said = (candidate.finish_message or "").strip() or _first_line(" ".join(candidate.texts), 300)
+    if code is ErrorCode.SAFETY_BLOCKED:
+        message = f"{reason}: {said or 'the output was blocked'}"
+    else:
+        message = f"{reason}, no image in the answer" + (f": {said}" if said else "")
+    return TranslationError(code, message, 200, reason, retryable=retryable, usage=usage)
 
-    reason = finish_reasons[0] if finish_reasons else "STOP"
-    finish_message = getattr(candidates[0], "finish_message", None)
-    said = finish_message or (" ".join(texts) if texts else "")
-    detail = f": {_first_line(said, 300)}" if said else ""
+
+# --- writing the output --------------------------------------------------------------------
+
+
+def output_error(path: object, exc: Exception, usage: Usage | None = None) -> TranslationError:
+    """The translated image could not be written: where, and the system's reason and errno."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = errno.errorcode.get(exc.errno, "")
+        reason = f"{exc.strerror or exc} (errno {exc.errno}{' ' + name if name else ''})"
+    else:
+        reason = str(exc) or type(exc).__name__
     return TranslationError(
-        ErrorCode.NO_IMAGE, f"{reason}, no image in the answer{detail}", 200, reason
+        ErrorCode.OUTPUT_ERROR,
+        f"the translated image could not be written to {path}: {reason}",
+        usage=usage,
     )
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _enum_name(value: object) -> str:
-    if value is None:
-        return ""
-    name = getattr(value, "name", None) or getattr(value, "value", None) or value
-    return str(name)
 
 
 def _first_line(text: str, limit: int = 500) -> str:

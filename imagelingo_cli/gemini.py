@@ -1,5 +1,10 @@
-"""The Gemini boundary: one image and a translation instruction in, one image or one
-classified `TranslationError` out. The only module that talks to google-genai."""
+"""The Gemini boundary: one image and a translation instruction in, one verified image or one
+classified `TranslationError` out. The only module that talks to google-genai.
+
+Every 200 answer goes through `translation_from`: read from the raw body (for Google's
+finishMessage), the last non-thought image taken, its bytes decoded before it is accepted,
+and its tokens kept whether or not it holds an image. A Batch-mode result can go through it too.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from imagelingo_cli.errors import ErrorCode, TranslationError, classify_exception, classify_response
+from imagelingo_cli.answers import Usage, read_answer
+from imagelingo_cli.errors import ErrorCode, TranslationError, classify_answer, classify_exception
+from imagelingo_cli.images import BrokenImage, verify_image
 from imagelingo_cli.languages import Language
 
 if TYPE_CHECKING:
@@ -48,11 +55,8 @@ def api_key_from_env() -> str | None:
 @dataclass(frozen=True)
 class Translation:
     data: bytes
-    mime_type: str
-    model_version: str | None
-    prompt_tokens: int | None
-    output_tokens: int | None
-    total_tokens: int | None
+    mime_type: str  # sniffed from the bytes, whatever the answer declared
+    usage: Usage
 
 
 class GeminiTranslator:
@@ -70,6 +74,8 @@ class GeminiTranslator:
         from google import genai
         from google.genai import types
 
+        # The SDK itself reads GOOGLE_GEMINI_BASE_URL when no base URL is given.
+        check_base_url(base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL"))
         self.timeout = timeout
         # An explicit httpx2 client pins the transport: with aiohttp installed the SDK would
         # otherwise switch to it and raise a different family of exceptions.
@@ -89,7 +95,10 @@ class GeminiTranslator:
                 httpx_async_client=self._http,
             ),
         )
-        self._config = types.GenerateContentConfig(response_modalities=["IMAGE"], candidate_count=1)
+        # The raw body, not the SDK's parsed answer: its converter drops finishMessage.
+        self._config = types.GenerateContentConfig(
+            response_modalities=["IMAGE"], candidate_count=1, should_return_http_response=True
+        )
         self._types = types
 
     async def translate(
@@ -105,35 +114,53 @@ class GeminiTranslator:
                 response = await self._client.aio.models.generate_content(
                     model=model, contents=contents, config=self._config
                 )
-        except TimeoutError:
-            raise TranslationError(
-                ErrorCode.TIMEOUT, f"no answer within {self.timeout:g} s (the --timeout deadline)"
-            ) from None
+        except TimeoutError:  # our own deadline (httpx2's timeouts are not TimeoutError)
+            deadline = TimeoutError(f"no answer within the {self.timeout:g} s deadline")
+            raise classify_exception(deadline) from None
         except Exception as exc:
             raise classify_exception(exc) from None
-        return _translation_from(response)
+        raw = response.sdk_http_response
+        return await translation_from(raw.body if raw is not None and raw.body else "")
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
 
-def _translation_from(response: Any) -> Translation:
-    problem = classify_response(response)
-    if problem is not None:
-        raise problem
-    for candidate in response.candidates or []:
-        for part in getattr(candidate.content, "parts", None) or []:
-            data = part.inline_data
-            if part.thought or data is None or not data.data:
-                continue
-            if str(data.mime_type or "").startswith("image/"):
-                usage = response.usage_metadata
-                return Translation(
-                    data=data.data,
-                    mime_type=str(data.mime_type),
-                    model_version=response.model_version,
-                    prompt_tokens=getattr(usage, "prompt_token_count", None),
-                    output_tokens=getattr(usage, "candidates_token_count", None),
-                    total_tokens=getattr(usage, "total_token_count", None),
-                )
-    raise TranslationError(ErrorCode.NO_IMAGE, "no image in the answer", 200)
+async def translation_from(body: str | bytes) -> Translation:
+    """The verified image of one 200 answer body, or the TranslationError saying why there
+    is none (with the tokens the answer was billed)."""
+    try:
+        answer = read_answer(body)
+    except Exception as exc:
+        raise classify_exception(exc) from None
+    image = answer.final_image
+    if image is None:
+        raise classify_answer(answer)
+    try:
+        sniffed = await anyio.to_thread.run_sync(verify_image, image.data)
+    except BrokenImage as exc:
+        size = f"{len(image.data)} byte{'s' * (len(image.data) != 1)}"
+        declared = image.declared_type or "no type"
+        raise TranslationError(
+            ErrorCode.API_ERROR,
+            f"the image in the answer ({declared}, {size}) {exc}",
+            200,
+            usage=answer.usage,
+        ) from None
+    return Translation(image.data, sniffed, answer.usage)
+
+
+def check_base_url(base_url: str | None) -> None:
+    """Refuse, before anything is sent, a base URL no request can go to: httpx2 would raise
+    InvalidURL or UnsupportedProtocol on the first attempt; this raises them now, classified
+    (a SetupError)."""
+    if base_url is None:
+        return
+    import httpx2
+
+    try:
+        url = httpx2.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise httpx2.UnsupportedProtocol(f"{base_url!r} is not an http:// or https:// address")
+    except Exception as exc:
+        raise classify_exception(exc) from None

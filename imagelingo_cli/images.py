@@ -3,6 +3,7 @@
     discover(paths, exclude) -> SourceImage | DiscoveryProblem, streamed, sorted, no content read
     sniff_mime(head)         -> MIME type from the magic bytes (never from the file name)
     prepare_image(path)      -> PreparedImage, or TranslationError(INVALID_TYPE) naming the file
+    verify_image(data)       -> the MIME type of a complete, decodable image, or BrokenImage
 
 A file is read once, hashed (its key), checked from the header before anything is decoded
 (decompression bombs), fully decoded by Pillow (truncation, bad CRCs), and sent byte for byte
@@ -37,6 +38,7 @@ __all__ = [
     "SNIFF_BYTES",
     "SUPPORTED_MIME_TYPES",
     "TEMP_SUFFIX",
+    "BrokenImage",
     "DiscoveryProblem",
     "PreparedImage",
     "SourceImage",
@@ -46,6 +48,7 @@ __all__ = [
     "prepare_image",
     "remove_stale_temp_files",
     "sniff_mime",
+    "verify_image",
     "write_atomic",
 ]
 
@@ -394,11 +397,10 @@ def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
-def _too_many_pixels(name: str, width: int, height: int) -> TranslationError:
-    return _invalid(
-        name,
+def _too_many_pixels(width: int, height: int) -> str:
+    return (
         f"is too large to decode safely: {width}×{height} pixels, "
-        f"over the {MAX_PIXELS:,}-pixel limit",
+        f"over the {MAX_PIXELS:,}-pixel limit"
     )
 
 
@@ -407,7 +409,7 @@ def _prepare_heif(data: bytes, mime: str, digest: str, name: str) -> PreparedIma
     label = _LABELS[mime]
     width, height = _heif_size(data, name, label)
     if width * height > MAX_PIXELS:
-        raise _too_many_pixels(name, width, height)
+        raise _invalid(name, _too_many_pixels(width, height))
     if len(data) > MAX_SEND_BYTES:
         raise _invalid(
             name,
@@ -465,23 +467,51 @@ def _open(data: bytes, pillow_format: str) -> Image.Image:
     return factory(io.BytesIO(data), "")
 
 
-def _prepare_raster(data: bytes, mime: str, digest: str, name: str) -> PreparedImage:
-    label = _LABELS[mime]
-    pillow_format = _PILLOW_FORMATS[mime]
+class BrokenImage(ValueError):
+    """Bytes that are not a whole image Pillow can decode; the message says what they are
+    ("is truncated or corrupt: …"), to follow the name of whatever held them."""
+
+
+def verify_image(data: bytes) -> str:
+    """The MIME type of `data`, sniffed from its bytes, once Pillow has decoded all of it.
+    Raises BrokenImage otherwise. Blocking: call it from a worker thread."""
+    if not data:
+        raise BrokenImage("is empty (0 bytes)")
+    mime = sniff_mime(data[:SNIFF_BYTES])
+    if mime is None:
+        raise BrokenImage(f"is not an image (it starts 0x{data[:8].hex()})")
+    if mime not in _PILLOW_FORMATS:
+        raise BrokenImage(f"is {_LABELS[mime]}, which cannot be decoded here")
+    _decode(data, _PILLOW_FORMATS[mime])
+    return mime
+
+
+def _decode(data: bytes, pillow_format: str) -> Image.Image:
+    """The first frame, fully decoded after a header-only size check (decompression bombs)."""
     try:
         image = _open(data, pillow_format)
-    except Exception as exc:  # any Pillow failure on these bytes means a bad file
-        raise _invalid(name, f"is truncated or corrupt: {_reason(exc)}") from None
+    except Exception as exc:  # any Pillow failure on these bytes means bad data
+        raise BrokenImage(f"is truncated or corrupt: {_reason(exc)}") from None
     width, height = image.size
     if width * height > MAX_PIXELS:
-        raise _too_many_pixels(name, width, height)
+        raise BrokenImage(_too_many_pixels(width, height))
     try:
         _open(data, pillow_format).verify()  # PNG: every chunk's CRC, IDAT included
         image.load()  # the whole first frame; LOAD_TRUNCATED_IMAGES stays False
     except Image.DecompressionBombError as exc:
-        raise _invalid(name, f"is too large to decode safely: {exc}") from None
+        raise BrokenImage(f"is too large to decode safely: {exc}") from None
     except Exception as exc:
-        raise _invalid(name, f"is truncated or corrupt: {_reason(exc)}") from None
+        raise BrokenImage(f"is truncated or corrupt: {_reason(exc)}") from None
+    return image
+
+
+def _prepare_raster(data: bytes, mime: str, digest: str, name: str) -> PreparedImage:
+    label = _LABELS[mime]
+    try:
+        image = _decode(data, _PILLOW_FORMATS[mime])
+    except BrokenImage as exc:
+        raise _invalid(name, str(exc)) from None
+    width, height = image.size
 
     notes: list[str] = []
     frames = getattr(image, "n_frames", 1)

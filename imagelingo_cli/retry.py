@@ -24,9 +24,15 @@ class RetryPolicy:
         return 1 + (self.max_retries if self.auto_retry else 0)
 
     def escalate(self, error: TranslationError) -> TranslationError:
-        """A retry delay longer than --max-wait means the quota is gone for now."""
+        """A rate limit asking for a wait longer than `max_wait` means the quota is gone for
+        now. Only a rate limit: a 503 whose text says "retry in 90s" is one busy server, not
+        the project's quota, and must not stop the run."""
         delay = error.retry_after_ms
-        if delay is not None and delay > self.max_wait * 1000 and error.transient:
+        if (
+            error.code is ErrorCode.RATE_LIMIT
+            and delay is not None
+            and delay > self.max_wait * 1000
+        ):
             note = (
                 f" (server asked to wait {delay / 1000:g} s, over --max-wait {self.max_wait:g} s)"
             )
@@ -40,6 +46,7 @@ class RetryPolicy:
             and attempt < self.max_attempts
             and error.transient
             and error.code in self.auto_retry_codes
+            and (error.retry_after_ms or 0) <= self.max_wait * 1000  # longer is not waited for
         )
 
     def delay(self, error: TranslationError, attempt: int, rng: random.Random) -> float:

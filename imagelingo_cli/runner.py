@@ -20,7 +20,7 @@ from imagelingo_cli.engine import (
     VariationSpec,
 )
 from imagelingo_cli.errors import SetupError
-from imagelingo_cli.gemini import GeminiTranslator
+from imagelingo_cli.gemini import GeminiTranslator, check_base_url
 from imagelingo_cli.images import SourceImage, discover
 from imagelingo_cli.languages import Language, resolve_language
 from imagelingo_cli.retry import RetryPolicy
@@ -62,9 +62,10 @@ class ProcessRequest:
 
 
 def plan_process(request: ProcessRequest) -> list[ImageJob]:
-    """Check the output folder and find the images (no content is read here)."""
+    """Check the base URL and the output folder, and find the images (no content is read here)."""
     if request.variations < 1:
         raise SetupError("--variations must be at least 1")
+    check_base_url(request.connection.base_url)
     out_dir = _usable_out_dir(request.out_dir, request.paths)
     specs = tuple(
         VariationSpec(n, request.language, request.model, request.connection.backend, out_dir)

@@ -60,7 +60,7 @@ def _boolean(value: str) -> bool:
 
 def _codes(value: str) -> tuple[str, ...]:
     names = [part.strip().upper() for part in value.replace(" ", ",").split(",") if part.strip()]
-    transient = sorted(code.value for code in ErrorCode if code.transient)
+    transient = sorted(code.value for code in ErrorCode if code.can_be_transient)
     for name in names:
         if name not in transient:
             raise ValueError(f"{name!r} cannot be auto-retried (valid: {', '.join(transient)})")

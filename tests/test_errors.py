@@ -1,7 +1,9 @@
-"""The classifier against directly constructed google-genai / httpx2 exceptions and responses."""
+"""The classifier against directly constructed google-genai / httpx2 exceptions and raw
+answer bodies, and the completeness of its table of foreign exceptions."""
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import httpx2
@@ -9,14 +11,19 @@ import pydantic
 import pytest
 from google.genai import errors, types
 
+from imagelingo_cli.answers import read_answer
 from imagelingo_cli.errors import (
     DEFAULT_AUTO_RETRY,
     ErrorCode,
+    SetupError,
     TranslationError,
+    classify_answer,
     classify_exception,
-    classify_response,
+    foreign_exceptions,
+    output_error,
     parse_duration_ms,
 )
+from imagelingo_cli.retry import RetryPolicy
 
 
 def api_error(
@@ -44,10 +51,12 @@ def quota(quota_id: str, delay: str | None = "17s") -> list[object]:
 
 
 def test_labels_and_transient_flags_follow_the_product_table() -> None:
-    """Labels are the code in words; transient codes are exactly the product's."""
+    """Labels are the code in words; transient codes are exactly the product's, and NO_IMAGE
+    and SAFETY_BLOCKED may be transient depending on the answer."""
     assert ErrorCode.RATE_LIMIT.label == "Rate Limit"
     assert ErrorCode.CONFIG_ERROR.label == "Config Error"
     assert ErrorCode.NO_IMAGE.label == "No Image"
+    assert ErrorCode.OUTPUT_ERROR.label == "Output Error"
     transient = {c for c in ErrorCode if c.transient}
     assert transient == {
         ErrorCode.RATE_LIMIT,
@@ -56,8 +65,90 @@ def test_labels_and_transient_flags_follow_the_product_table() -> None:
         ErrorCode.SERVER_ERROR,
         ErrorCode.NETWORK_ERROR,
         ErrorCode.API_ERROR,
+        ErrorCode.OUTPUT_ERROR,
     }
+    sometimes = {c for c in ErrorCode if c.can_be_transient} - transient
+    assert sometimes == {ErrorCode.NO_IMAGE, ErrorCode.SAFETY_BLOCKED}
     assert {ErrorCode.RATE_LIMIT, ErrorCode.TIMEOUT} == DEFAULT_AUTO_RETRY
+
+
+def test_retryability_belongs_to_the_error_not_only_its_code() -> None:
+    """An error may say it can pass on a retry whatever its code's default."""
+    assert not TranslationError(ErrorCode.NO_IMAGE, "NO_IMAGE").transient
+    assert TranslationError(ErrorCode.NO_IMAGE, "IMAGE_OTHER", retryable=True).transient
+    assert not TranslationError(ErrorCode.API_ERROR, "odd", retryable=False).transient
+
+
+def exported_exceptions(module: object) -> set[type[Exception]]:
+    """The exception classes a module offers (its __all__, or every public name); warnings
+    are not raised, so they are not among them."""
+    names = getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]
+    found = [getattr(module, name) for name in names]
+    return {
+        kind
+        for kind in found
+        if inspect.isclass(kind) and issubclass(kind, Exception) and not issubclass(kind, Warning)
+    }
+
+
+def test_every_exception_google_genai_and_httpx2_export_is_mapped() -> None:
+    """Each exception class google.genai.errors and httpx2 export has its own entry in the
+    table, so a new one in an upgrade fails here instead of falling through unclassified."""
+    exported = exported_exceptions(errors) | exported_exceptions(httpx2)
+    own = {kind for kind in exported if kind.__module__.startswith(("google.genai", "httpx2"))}
+    assert len(own) > 30  # both libraries were really enumerated
+    unmapped = sorted(kind.__name__ for kind in own if kind not in foreign_exceptions())
+    assert unmapped == [], f"unmapped exceptions: {unmapped}"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx2.InvalidURL("Invalid port: ':1'"),
+        httpx2.UnsupportedProtocol("Request URL is missing an 'http://' or 'https://' protocol."),
+    ],
+)
+def test_a_url_no_request_can_go_to_is_a_setup_error(exc: Exception) -> None:
+    """A malformed base URL is the user's setup, not a failed attempt."""
+    error = classify_exception(exc)
+    assert isinstance(error, SetupError)
+    assert "base URL" in str(error) and str(exc) in str(error)
+
+
+def test_the_most_specific_entry_wins() -> None:
+    """A subclass without an entry of its own takes its nearest mapped ancestor's code."""
+
+    class NewTimeout(httpx2.ReadTimeout):
+        pass
+
+    class NewDisconnect(httpx2.RemoteProtocolError):
+        pass
+
+    assert classify_exception(NewTimeout("slow")).code is ErrorCode.TIMEOUT
+    assert classify_exception(NewDisconnect("gone")).code is ErrorCode.NETWORK_ERROR
+
+
+def test_a_write_failure_is_an_output_error_with_path_and_errno() -> None:
+    """The disk refusing the output is OUTPUT_ERROR, transient, saying where and why."""
+    error = output_error("/out/a.es.v1.png", OSError(28, "No space left on device"))
+    assert (error.code, error.transient) == (ErrorCode.OUTPUT_ERROR, True)
+    assert "/out/a.es.v1.png" in error.message
+    assert "No space left on device (errno 28 ENOSPC)" in error.message
+
+
+def test_only_a_long_rate_limit_delay_means_the_quota_is_gone() -> None:
+    """A 429 asking for more than max_wait is QUOTA_EXHAUSTED; a 503 saying "retry in 90s" stays
+    a SERVER_ERROR (it must not stop the run) and is not waited for either."""
+    policy = RetryPolicy(max_wait=60, auto_retry_codes=frozenset({ErrorCode.SERVER_ERROR}))
+    limited = classify_exception(api_error(429, "RESOURCE_EXHAUSTED", "Please retry in 90s."))
+    busy = classify_exception(api_error(503, "UNAVAILABLE", "Overloaded. Please retry in 90s."))
+    assert isinstance(limited, TranslationError) and isinstance(busy, TranslationError)
+    assert policy.escalate(limited).code is ErrorCode.QUOTA_EXHAUSTED
+    assert (busy.code, busy.retry_after_ms) == (ErrorCode.SERVER_ERROR, 90000)
+    assert policy.escalate(busy) is busy
+    assert not policy.retries(busy, 1)
+    soon = classify_exception(api_error(503, "UNAVAILABLE", "Overloaded. Please retry in 9s."))
+    assert isinstance(soon, TranslationError) and policy.retries(soon, 1)
 
 
 def test_per_minute_429_is_rate_limit_with_the_retry_delay() -> None:
@@ -212,67 +303,102 @@ def test_pydantic_validation_error_is_api_error() -> None:
         assert classify_exception(exc).code is ErrorCode.API_ERROR
 
 
+def test_bad_base64_in_an_answer_is_api_error() -> None:
+    """Image data that is not base64 makes the answer unreadable: API_ERROR, transient."""
+    body = {"candidates": [{"content": {"parts": [{"inlineData": {"data": "not base64!"}}]}}]}
+    with pytest.raises(ValueError) as caught:
+        read_answer(json.dumps(body))
+    error = classify_exception(caught.value)
+    assert isinstance(error, TranslationError)
+    assert (error.code, error.transient) == (ErrorCode.API_ERROR, True)
+    assert "not base64" in error.message
+
+
 def test_classify_passes_translation_errors_through() -> None:
     """An already classified error is returned as is."""
     error = TranslationError(ErrorCode.INVALID_TYPE, "x.png is empty")
     assert classify_exception(error) is error
 
 
-def response(body: dict[str, object]) -> types.GenerateContentResponse:
-    return types.GenerateContentResponse.model_validate(body)
+def answer_error(body: dict[str, object]) -> TranslationError:
+    answer = read_answer(json.dumps(body))
+    assert answer.final_image is None
+    return classify_answer(answer)
 
 
 IMAGE_PART = {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
 
 
-def test_response_with_an_image_is_fine() -> None:
-    """A candidate with a non-thought image part is a success."""
+def test_an_answer_with_an_image_has_a_final_image() -> None:
+    """A candidate with a non-thought image part holds the image to verify."""
     body = {
         "candidates": [
             {"content": {"parts": [{"text": "Here it is"}, IMAGE_PART]}, "finishReason": "STOP"}
         ]
     }
-    assert classify_response(response(body)) is None
+    image = read_answer(json.dumps(body)).final_image
+    assert image is not None and image.data == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize(
-    ("body", "expected", "reason"),
+    ("body", "expected", "retryable", "reason"),
     [
         (
-            {
-                "candidates": [
-                    {"content": {"parts": [{"text": "I can't"}]}, "finishReason": "NO_IMAGE"}
-                ]
-            },
+            {"candidates": [{"content": {}, "finishReason": "NO_IMAGE"}]},
             ErrorCode.NO_IMAGE,
+            False,
             "NO_IMAGE",
         ),
         (
             {"candidates": [{"content": {"role": "model"}, "finishReason": "IMAGE_OTHER"}]},
             ErrorCode.NO_IMAGE,
+            True,
             "IMAGE_OTHER",
         ),
+        ({"candidates": [{"finishReason": "MAX_TOKENS"}]}, ErrorCode.NO_IMAGE, True, "MAX_TOKENS"),
+        ({"candidates": [{"finishReason": "OTHER"}]}, ErrorCode.NO_IMAGE, True, "OTHER"),
         (
             {"candidates": [{"content": {"parts": [{"text": "Sure!"}]}, "finishReason": "STOP"}]},
             ErrorCode.NO_IMAGE,
+            False,
             "STOP",
         ),
-        ({}, ErrorCode.NO_IMAGE, None),
+        ({}, ErrorCode.NO_IMAGE, False, None),
         (
             {"candidates": [{"finishReason": "IMAGE_SAFETY", "finishMessage": "Support code: 1"}]},
             ErrorCode.SAFETY_BLOCKED,
+            False,
             "IMAGE_SAFETY",
         ),
         (
             {"candidates": [{"finishReason": "IMAGE_PROHIBITED_CONTENT"}]},
             ErrorCode.SAFETY_BLOCKED,
+            False,
             "IMAGE_PROHIBITED_CONTENT",
         ),
-        ({"candidates": [{"finishReason": "RECITATION"}]}, ErrorCode.SAFETY_BLOCKED, "RECITATION"),
+        (
+            {"candidates": [{"finishReason": "IMAGE_RECITATION", "content": {"parts": []}}]},
+            ErrorCode.SAFETY_BLOCKED,
+            True,
+            "IMAGE_RECITATION",
+        ),
+        (
+            {"candidates": [{"finishReason": "RECITATION"}]},
+            ErrorCode.SAFETY_BLOCKED,
+            False,
+            "RECITATION",
+        ),
         (
             {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}},
             ErrorCode.SAFETY_BLOCKED,
+            False,
             "PROHIBITED_CONTENT",
+        ),
+        (
+            {"promptFeedback": {"blockReason": "OTHER"}},
+            ErrorCode.SAFETY_BLOCKED,
+            False,
+            "OTHER",
         ),
         (
             {
@@ -284,19 +410,46 @@ def test_response_with_an_image_is_fine() -> None:
                 ]
             },
             ErrorCode.NO_IMAGE,
+            False,
             "STOP",
         ),
     ],
 )
 def test_200_without_an_image(
-    body: dict[str, object], expected: ErrorCode, reason: str | None
+    body: dict[str, object], expected: ErrorCode, retryable: bool, reason: str | None
 ) -> None:
-    """Every 200-without-an-image form gets its code and names the finish or block reason."""
-    error = classify_response(response(body))
-    assert error is not None and error.code is expected
-    assert error.http_status == 200
+    """Every 200-without-an-image form gets its code, whether a retry may help (by finish
+    reason; a blocked prompt never), and names the finish or block reason."""
+    error = answer_error(body)
+    assert (error.code, error.transient, error.http_status) == (expected, retryable, 200)
     if reason:
         assert reason in error.message
+
+
+def test_the_finish_message_is_kept_whole_with_its_support_code() -> None:
+    """Google's explanation is the message, however long, support code included."""
+    said = "Unable to show the generated image. " * 12 + "Support code: 35561575."
+    error = answer_error({"candidates": [{"finishReason": "IMAGE_OTHER", "finishMessage": said}]})
+    assert error.message == f"IMAGE_OTHER, no image in the answer: {said}"
+
+
+def test_tokens_of_an_answer_without_an_image_are_kept() -> None:
+    """A refused answer was billed: its usage and model version travel with the error."""
+    error = answer_error(
+        {
+            "candidates": [{"content": {}, "finishReason": "IMAGE_SAFETY"}],
+            "usageMetadata": {
+                "promptTokenCount": 1119,
+                "totalTokenCount": 1359,
+                "thoughtsTokenCount": 240,
+            },
+            "modelVersion": "gemini-3-pro-image-preview",
+        }
+    )
+    assert error.usage is not None
+    assert (error.usage.prompt_tokens, error.usage.thoughts_tokens) == (1119, 240)
+    assert (error.usage.output_tokens, error.usage.total_tokens) == (None, 1359)
+    assert error.usage.model_version == "gemini-3-pro-image-preview"
 
 
 def test_parse_duration() -> None:

@@ -81,11 +81,17 @@ FAULTS: dict[str, Any] = {
     "no_image": "no_image",
     "text_only": "text_only",
     "image_other": "image_other",
+    "max_tokens": "max_tokens",
     "empty_200": "empty_200",
     "error_200": "error_200",
     "image_safety": "image_safety",
+    "image_prohibited_content": "image_prohibited_content",
+    "image_recitation": "image_recitation",
     "prompt_blocked": "prompt_blocked",
     "invalid_json": "invalid_json",
+    "corrupt_image": "corrupt_image",
+    "truncated_image": "truncated_image",
+    "one_byte_image": "one_byte_image",
     "teapot": "teapot",
 }
 
@@ -120,21 +126,57 @@ EXPECTED: dict[str, tuple[ErrorCode, bool, int | None, int | None, str]] = {
         400,
         "Unable to process input image",
     ),
-    "no_image": (ErrorCode.NO_IMAGE, False, None, 200, "NO_IMAGE"),
+    "no_image": (ErrorCode.NO_IMAGE, False, None, 200, "NO_IMAGE, no image in the answer"),
     "text_only": (ErrorCode.NO_IMAGE, False, None, 200, "STOP"),
-    "image_other": (ErrorCode.NO_IMAGE, False, None, 200, "IMAGE_OTHER"),
+    "image_other": (
+        ErrorCode.NO_IMAGE,
+        True,
+        None,
+        200,
+        "IMAGE_OTHER, no image in the answer: Unable to show the generated image. The model "
+        "could not generate the image based on the prompt provided. You will not be charged "
+        "for this request.",
+    ),
+    "max_tokens": (ErrorCode.NO_IMAGE, True, None, 200, "MAX_TOKENS"),
     "empty_200": (ErrorCode.NO_IMAGE, False, None, 200, "no candidates"),
     "error_200": (ErrorCode.NO_IMAGE, False, None, 200, "no candidates"),
-    "image_safety": (ErrorCode.SAFETY_BLOCKED, False, None, 200, "IMAGE_SAFETY"),
+    "image_safety": (
+        ErrorCode.SAFETY_BLOCKED,
+        False,
+        None,
+        200,
+        "IMAGE_SAFETY: Unable to show the generated image. The image was filtered out because "
+        "it violated Google's Generative AI Prohibited Use policy.",
+    ),
+    "image_prohibited_content": (
+        ErrorCode.SAFETY_BLOCKED,
+        False,
+        None,
+        200,
+        "IMAGE_PROHIBITED_CONTENT: The model output could not be generated. This output "
+        "contains sensitive words that violate Google's Responsible AI practices. If you think "
+        "this was an error, send feedback. Support code: 42876398.",
+    ),
+    "image_recitation": (ErrorCode.SAFETY_BLOCKED, True, None, 200, "IMAGE_RECITATION"),
     "prompt_blocked": (ErrorCode.SAFETY_BLOCKED, False, None, 200, "PROHIBITED_CONTENT"),
     "invalid_json": (ErrorCode.API_ERROR, True, None, None, "not JSON"),
+    "corrupt_image": (ErrorCode.API_ERROR, True, None, 200, "is truncated or corrupt: broken PNG"),
+    "truncated_image": (ErrorCode.API_ERROR, True, None, 200, "is truncated or corrupt"),
+    "one_byte_image": (
+        ErrorCode.API_ERROR,
+        True,
+        None,
+        200,
+        "the image in the answer (image/png, 1 byte) is not an image (it starts 0x00)",
+    ),
     "teapot": (ErrorCode.API_ERROR, True, None, 418, ""),
 }
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_fault_is_classified(scripted: Simulator, fault: str) -> None:
-    """Each simulated Gemini failure becomes exactly its code, with flag, delay and message."""
+    """Each simulated Gemini failure becomes exactly its code, with whether it may pass on a
+    retry, delay, and the API's message (for a refused image, Google's finishMessage)."""
     code, transient, retry_after_ms, http_status, message = EXPECTED[fault]
     error = failure(scripted.base_url, model_for(fault))
     assert error.code is code
@@ -144,10 +186,12 @@ def test_fault_is_classified(scripted: Simulator, fault: str) -> None:
     assert message.lower() in error.message.lower()
 
 
-def test_every_code_but_the_local_one_is_produced_by_the_matrix() -> None:
-    """The matrix covers every code of the taxonomy except INVALID_TYPE (never sent)."""
-    produced = {expected[0] for expected in EXPECTED.values()} | {ErrorCode.INVALID_TYPE}
-    assert produced == set(ErrorCode)
+def test_every_code_but_the_local_ones_is_produced_by_the_matrix() -> None:
+    """The matrix covers every code of the taxonomy except INVALID_TYPE (never sent) and
+    OUTPUT_ERROR (the local disk)."""
+    local = {ErrorCode.INVALID_TYPE, ErrorCode.OUTPUT_ERROR}
+    produced = {expected[0] for expected in EXPECTED.values()}
+    assert produced | local == set(ErrorCode) and not produced & local
 
 
 def test_deadline_stall_is_a_timeout(tmp_path: Path) -> None:
@@ -159,7 +203,7 @@ def test_deadline_stall_is_a_timeout(tmp_path: Path) -> None:
     ) as sim:
         error = failure(sim.base_url, DEFAULT_MODEL, timeout=0.3)
     assert error.code is ErrorCode.TIMEOUT and error.transient
-    assert "0.3 s" in error.message
+    assert error.message == "no answer within the 0.3 s deadline"
 
 
 def test_unknown_model_and_missing_key_are_config_errors(simulator: Simulator) -> None:
@@ -179,7 +223,33 @@ def test_success_returns_the_image_and_usage(simulator: Simulator) -> None:
     result = translate(simulator.base_url, DEFAULT_MODEL)
     assert result.mime_type == "image/png"
     assert Image.open(io.BytesIO(result.data)).size == Image.open(io.BytesIO(IMAGE)).size
-    assert result.total_tokens and result.model_version == DEFAULT_MODEL
+    assert result.usage.total_tokens and result.usage.model_version == DEFAULT_MODEL
+    assert (result.usage.output_tokens, result.usage.thoughts_tokens) == (1290, None)
     sent = simulator.stats()["last_request"]
     assert sent["language"] == "es" and sent["variation"] == 1
     assert sent["image_bytes"] == len(IMAGE) and "Translate all text" in sent["text"]
+
+
+@pytest.mark.parametrize(
+    ("model", "thoughts"),
+    [
+        ("gemini-3-pro-image-preview", 180),
+        ("gemini-3.1-flash-image", 180),
+        ("nano-banana-pro-preview", 180),
+        ("gemini-3.1-flash-lite-image", None),
+    ],
+)
+def test_gemini_3_models_answer_jpeg_and_count_their_thoughts(
+    simulator: Simulator, model: str, thoughts: int | None
+) -> None:
+    """Gemini 3 image models answer JPEG; the thinking ones bill thought tokens, kept apart
+    from the output tokens and included in the total."""
+    result = translate(simulator.base_url, model)
+    assert result.mime_type == "image/jpeg" and result.data.startswith(b"\xff\xd8\xff")
+    usage = result.usage
+    assert (usage.output_tokens, usage.thoughts_tokens, usage.model_version) == (
+        1120,
+        thoughts,
+        model,
+    )
+    assert usage.total_tokens == (usage.prompt_tokens or 0) + 1120 + (thoughts or 0)

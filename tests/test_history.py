@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from conftest import Cli
 
+from imagelingo_cli.answers import Usage
 from imagelingo_cli.cli.when import parse_since
 from imagelingo_cli.errors import ErrorCode, TranslationError
 from imagelingo_cli.store import GenerationKey, Store, open_store
@@ -71,10 +72,9 @@ class Recorder:
             gid,
             duration_ms=1290,
             output_path=f"/out/{gid}.png",
-            model_version="m",
-            prompt_tokens=1000,
-            output_tokens=290,
-            total_tokens=1290,
+            usage=Usage(
+                prompt_tokens=1000, output_tokens=290, total_tokens=1290, model_version="m"
+            ),
         )
 
     def interrupt(self, gid: str, run: str) -> None:

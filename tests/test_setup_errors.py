@@ -269,6 +269,26 @@ def test_invalid_option_is_refused_before_anything_is_sent(
 
 
 @pytest.mark.parametrize(
+    ("base_url", "reason"),
+    [
+        ("localhost:8080", "'localhost:8080' is not an http:// or https:// address"),
+        ("ftp://example.com", "'ftp://example.com' is not an http:// or https:// address"),
+        ("http://[::1", "Invalid port"),
+    ],
+)
+def test_a_base_url_no_request_can_go_to_is_refused_before_anything_is_sent(
+    cli: Cli, sim: Simulator, images: Path, tmp_path: Path, base_url: str, reason: str
+) -> None:
+    """A --base-url httpx2 could not send to (no scheme, another scheme, unparsable): exit 2
+    with one line, no run, no output folder."""
+    out = tmp_path / "out"
+    code, output = process(cli, sim, images, "--base-url", base_url, "--out", str(out))
+    assert_refused(code, output, "the API base URL cannot be used", reason)
+    assert_nothing_done(cli, sim)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
     ("language", "tag"),
     [("pt-BR", "pt-BR"), ("pt-br", "pt-BR"), ("Spanish", "es"), ("zh-Hant", "zh-Hant")],
 )

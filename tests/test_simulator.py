@@ -195,6 +195,118 @@ def test_success_returns_the_marked_input_image_and_records_the_request() -> Non
     assert "test-key" not in json.dumps(stats)
 
 
+def answer_to(fault: str, model: str = MODEL) -> types.GenerateContentResponse:
+    """What the real SDK makes of one scripted answer."""
+    with Simulator(scenario={"rules": [{"responses": [fault]}]}) as sim:
+        return run(lambda: generate(sim.base_url, make_png(120, 80), instruction(), model=model))
+
+
+def raw_answer(fault: str, model: str = MODEL) -> dict[str, Any]:
+    """The JSON body of one scripted answer, as it went over the wire."""
+    with Simulator(scenario={"rules": [{"responses": [fault]}]}) as sim:
+        url = f"{sim.base_url}/v1beta/models/{model}:generateContent"
+        status, body = raw_post(url, raw_body(make_png(), instruction()), {"x-goog-api-key": "k"})
+    assert status == 200 and isinstance(body, dict)
+    return body
+
+
+@pytest.mark.parametrize(
+    "model", ["gemini-3-pro-image-preview", "gemini-3.1-flash-image", "nano-banana-pro-preview"]
+)
+def test_gemini_3_answers_a_signed_jpeg_and_bills_thoughts(model: str) -> None:
+    """Gemini 3 image models answer JPEG, sign the image part, and count thinking tokens."""
+    response = answer_to("ok", model)
+    part = response.candidates[0].content.parts[0]
+    assert part.inline_data.mime_type == "image/jpeg"
+    assert Image.open(io.BytesIO(part.inline_data.data)).format == "JPEG"
+    assert part.thought_signature
+    usage = response.usage_metadata
+    assert (usage.candidates_token_count, usage.thoughts_token_count) == (1120, 180)
+    assert usage.total_token_count == usage.prompt_token_count + 1120 + 180
+
+
+def test_gemini_2_5_answers_an_unsigned_png_without_thoughts() -> None:
+    """gemini-2.5-flash-image answers PNG and does not think."""
+    response = answer_to("ok")
+    part = response.candidates[0].content.parts[0]
+    assert part.inline_data.mime_type == "image/png" and part.thought_signature is None
+    assert response.usage_metadata.thoughts_token_count is None
+
+
+def test_no_image_is_an_empty_candidate_billed_for_the_prompt_only() -> None:
+    """A real NO_IMAGE: `content: {}`, no text, no message, usage for the prompt alone."""
+    body = raw_answer("no_image")
+    assert body["candidates"] == [{"content": {}, "finishReason": "NO_IMAGE", "index": 0}]
+    usage = body["usageMetadata"]
+    assert usage["totalTokenCount"] == usage["promptTokenCount"]
+    assert "candidatesTokenCount" not in usage
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason", "words"),
+    [
+        ("image_other", "IMAGE_OTHER", "You will not be charged for this request."),
+        ("image_safety", "IMAGE_SAFETY", "violated Google's Generative AI Prohibited Use policy"),
+        ("image_prohibited_content", "IMAGE_PROHIBITED_CONTENT", "Support code: 42876398."),
+    ],
+)
+def test_refusals_carry_googles_finish_message_which_the_sdk_drops(
+    fault: str, reason: str, words: str
+) -> None:
+    """The body carries Google's own explanation; google-genai 3.6 loses it on the way (which
+    is why the adapter reads the raw body). If the SDK starts keeping it, this says so."""
+    candidate = raw_answer(fault, "gemini-3-pro-image-preview")["candidates"][0]
+    assert candidate["finishReason"] == reason and words in candidate["finishMessage"]
+    parsed = answer_to(fault).candidates[0]
+    assert parsed.finish_reason == reason and parsed.finish_message is None
+
+
+def test_image_safety_does_not_borrow_another_reasons_words() -> None:
+    """IMAGE_SAFETY and IMAGE_PROHIBITED_CONTENT each say their own thing."""
+    safety = raw_answer("image_safety")["candidates"][0]["finishMessage"]
+    prohibited = raw_answer("image_prohibited_content")["candidates"][0]["finishMessage"]
+    assert safety != prohibited and "sensitive words" not in safety
+
+
+def test_thought_image_then_final_marks_the_interim_render_as_a_thought() -> None:
+    """A thinking model's interim render comes first, as a thought; the final image last."""
+    parts = answer_to("thought_image_then_final", "gemini-3-pro-image-preview").parts
+    assert [bool(p.thought) for p in parts] == [True, True, False]
+    assert parts[0].text and parts[1].inline_data and parts[2].thought_signature
+    sizes = [Image.open(io.BytesIO(p.inline_data.data)).size for p in parts[1:]]
+    assert sizes == [(60, 40), (120, 80)]
+
+
+def test_several_images_are_all_final_parts_the_last_full_size() -> None:
+    """`several_images`: a half-size render then the full one, neither a thought."""
+    parts = answer_to("several_images").parts
+    assert [p.thought for p in parts] == [None, None]
+    sizes = [Image.open(io.BytesIO(p.inline_data.data)).size for p in parts]
+    assert sizes == [(60, 40), (120, 80)]
+
+
+@pytest.mark.parametrize(
+    ("fault", "declared", "starts"),
+    [
+        ("mislabelled_image", "image/png", b"\xff\xd8\xff"),
+        ("unlabelled_image", None, b"\x89PNG"),
+        ("one_byte_image", "image/png", b"\x00"),
+        ("truncated_image", "image/png", b"\x89PNG"),
+        ("corrupt_image", "image/png", b"\x89PNG"),
+    ],
+)
+def test_broken_and_mislabelled_image_answers(
+    fault: str, declared: str | None, starts: bytes
+) -> None:
+    """Image parts whose declared type or bytes are wrong, as real answers sometimes are."""
+    inline = raw_answer(fault)["candidates"][0]["content"]["parts"][-1]["inlineData"]
+    assert inline.get("mimeType") == declared
+    data = base64.b64decode(inline["data"])
+    assert data.startswith(starts)
+    if fault == "one_byte_image":
+        assert inline["data"] == "AA=="
+
+
 def test_variations_are_marked_differently() -> None:
     image = make_png()
     with Simulator() as sim:

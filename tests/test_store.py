@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli
+from sqlite_utils import Database
 
+from imagelingo_cli.answers import Usage
 from imagelingo_cli.errors import ErrorCode, TranslationError
 from imagelingo_cli.store import SCHEMA, GenerationKey, StoreError, open_store
 from imagelingo_cli.store.schema import migrations
@@ -115,3 +117,41 @@ def test_error_logs_has_one_row_per_failed_attempt(tmp_path: Path) -> None:
     ).fetchall()
     store.close()
     assert rows == [(1, "RATE_LIMIT", 17000), (2, "RATE_LIMIT", 17000)]
+
+
+def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A database holding only m001_initial gets the thoughts_tokens column on open; its
+    attempts are kept, and answers are stored with their thinking tokens from then on."""
+    path = tmp_path / "imagelingo.db"
+    conn = sqlite3.connect(path)
+    db = Database(conn)
+    migrations.apply(db, stop_before="m002_output_intent")
+    conn.execute(
+        "INSERT INTO runs (id, command, started_at, status) VALUES ('r', 'process', 'x', 'done')"
+    )
+    conn.execute(
+        "INSERT INTO generations (id, run_id, source_path, relative_path, image_sha256,"
+        " variation, target_language, model, backend, out_dir, status, attempt_count,"
+        " created_at, updated_at)"
+        " VALUES ('g', 'r', '/a.png', 'a.png', 'sha', 1, 'es', 'm', 'b', '/o', 'failed', 1,"
+        " 'x', 'x')"
+    )
+    conn.execute(
+        "INSERT INTO attempts (id, generation_id, run_id, attempt_number, trigger, started_at,"
+        " total_tokens) VALUES ('a', 'g', 'r', 1, 'auto', 'x', 1356)"
+    )
+    conn.commit()
+    conn.close()
+
+    store = open_store(path)
+    try:
+        attempt, _ = store.start_attempt("g", "r", "manual")
+        usage = Usage(prompt_tokens=1119, thoughts_tokens=240, total_tokens=1359)
+        error = TranslationError(ErrorCode.SAFETY_BLOCKED, "IMAGE_SAFETY: no", 200, usage=usage)
+        store.attempt_failed(attempt, "g", error, duration_ms=5, retry_in_ms=None)
+        rows = store.db.execute(
+            "SELECT id, total_tokens, thoughts_tokens FROM attempts ORDER BY attempt_number"
+        ).fetchall()
+    finally:
+        store.close()
+    assert rows == [("a", 1356, None), (attempt, 1359, 240)]

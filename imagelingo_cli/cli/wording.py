@@ -21,13 +21,6 @@ def label(code: str | None) -> str:
         return code
 
 
-def transient(code: str | None) -> bool | None:
-    try:
-        return ErrorCode(code).transient if code else None
-    except ValueError:
-        return None
-
-
 def plural(count: int, word: str, words: str | None = None) -> str:
     return f"{count} {word if count == 1 else words or word + 's'}"
 
@@ -60,7 +53,7 @@ def story(row: dict[str, Any]) -> str:
         if attempts == 0:
             return f"Failed · {label(code)} (not sent)"
         head = f"Failed after {plural(retries, 'retry', 'retries')}" if retries else "Failed"
-        kind = " (permanent)" if transient(code) is False else ""
+        kind = " (permanent)" if row.get("is_retryable") == 0 else ""
         return f"{head} · {label(code)}{kind}"
     if status == "abandoned":
         return f"Abandoned · {label(code)}" if code else "Abandoned"

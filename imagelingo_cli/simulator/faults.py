@@ -5,6 +5,11 @@ renders them: pretty-printed JSON with 2-space indentation and a trailing newlin
 `application/json; charset=UTF-8`, with no `Retry-After` header (the wait lives only in
 `RetryInfo.retryDelay` and in "Please retry in Ns." inside the message).
 
+Successes follow the model: Gemini 3 image models (``gemini-3*``, ``nano-banana*``) answer
+``image/jpeg``, think (``thoughtsTokenCount``) and sign their image parts (``thoughtSignature``);
+``gemini-2.5-flash-image`` answers ``image/png``. Refusals carry Google's own `finishMessage`
+wording, collected from real answers.
+
 A fault spec (in a scenario file, or chosen by a profile) is a fault name or a dict
 `{"fault": name, **params}`; `parse_fault` validates it against `FAULT_PARAMS`.
 """
@@ -12,23 +17,29 @@ A fault spec (in a scenario file, or chosen by a profile) is a fault name or a d
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from imagelingo_cli.simulator.marking import Rendering
 
 __all__ = [
     "FAULTS",
     "FAULT_PARAMS",
+    "IMAGE_ANSWERS",
     "Context",
     "FaultSpec",
     "Reply",
     "error_reply",
     "fault_reply",
     "format_duration",
+    "image_reply",
     "json_reply",
     "parse_fault",
-    "success_reply",
 ]
 
 JSON_TYPE = "application/json; charset=UTF-8"
@@ -56,6 +67,9 @@ FAULT_PARAMS: Mapping[str, frozenset[str]] = {
     "text_only": frozenset(),
     "image_other": frozenset(),
     "image_safety": frozenset(),
+    "image_prohibited_content": frozenset(),
+    "image_recitation": frozenset(),
+    "max_tokens": frozenset(),
     "prompt_blocked": frozenset(),
     "empty_200": frozenset(),
     "error_200": frozenset(),
@@ -63,8 +77,29 @@ FAULT_PARAMS: Mapping[str, frozenset[str]] = {
     "reset": frozenset(),
     "disconnect": frozenset(),
     "stall": frozenset({"seconds"}),
+    "several_images": frozenset(),
+    "thought_image_then_final": frozenset(),
+    "mislabelled_image": frozenset(),
+    "unlabelled_image": frozenset(),
+    "corrupt_image": frozenset(),
+    "truncated_image": frozenset(),
+    "one_byte_image": frozenset(),
 }
 FAULTS: frozenset[str] = frozenset(FAULT_PARAMS)
+# Answers holding image parts, made from the request's `Rendering` (`image_reply`).
+IMAGE_ANSWERS: frozenset[str] = frozenset(
+    {
+        "ok",
+        "stall",
+        "several_images",
+        "thought_image_then_final",
+        "mislabelled_image",
+        "unlabelled_image",
+        "corrupt_image",
+        "truncated_image",
+        "one_byte_image",
+    }
+)
 
 _DEFAULT_PARAMS: Mapping[str, Mapping[str, float]] = {
     "rate_limit": {"retry_delay": 2.0},
@@ -288,13 +323,30 @@ def rate_limit(ctx: Context, retry_delay: float) -> Reply:
 
 # --- 200 bodies ----------------------------------------------------------------------------
 
+_GEMINI_3 = re.compile(r"^(gemini-3|gemini-nano-banana|nano-banana)")
 
-def _usage(ctx: Context, candidates_tokens: int) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class _Model:
+    """How a model's answers look: its image format, tokens per image, thinking tokens."""
+
+    mime_type: str
+    image_tokens: int
+    thoughts_tokens: int  # 0: the model does not think
+
+    @classmethod
+    def of(cls, model: str) -> _Model:
+        if not _GEMINI_3.match(model):
+            return cls("image/png", 1290, 0)
+        return cls("image/jpeg", 1120, 0 if "lite" in model else 180)
+
+
+def _usage(ctx: Context, candidates_tokens: int, thoughts_tokens: int = 0) -> dict[str, Any]:
     text_tokens = max(1, len(ctx.prompt_text) // 4)
     prompt = 1290 + text_tokens
     usage: dict[str, Any] = {
         "promptTokenCount": prompt,
-        "totalTokenCount": prompt + candidates_tokens,
+        "totalTokenCount": prompt + candidates_tokens + thoughts_tokens,
         "promptTokensDetails": [
             {"modality": "TEXT", "tokenCount": text_tokens},
             {"modality": "IMAGE", "tokenCount": 1290},
@@ -302,17 +354,23 @@ def _usage(ctx: Context, candidates_tokens: int) -> dict[str, Any]:
     }
     if candidates_tokens:
         usage["candidatesTokenCount"] = candidates_tokens
+    if thoughts_tokens:
+        usage["thoughtsTokenCount"] = thoughts_tokens
     return usage
 
 
 def _answer(
-    ctx: Context, candidate: dict[str, Any] | None, candidates_tokens: int, **extra: Any
+    ctx: Context,
+    candidate: dict[str, Any] | None,
+    candidates_tokens: int,
+    thoughts_tokens: int = 0,
+    **extra: Any,
 ) -> Reply:
     payload: dict[str, Any] = {}
     if candidate is not None:
         payload["candidates"] = [{**candidate, "index": 0}]
     payload.update(extra)
-    payload["usageMetadata"] = _usage(ctx, candidates_tokens)
+    payload["usageMetadata"] = _usage(ctx, candidates_tokens, thoughts_tokens)
     payload["modelVersion"] = ctx.model
     payload["responseId"] = ctx.response_id
     return json_reply(200, payload)
@@ -322,16 +380,63 @@ def _language(ctx: Context) -> str:
     return ctx.language_name or ctx.language_tag or "the requested language"
 
 
-def success_reply(ctx: Context, png: bytes, *, with_text: bool = False) -> Reply:
-    """200 STOP with one `image/png` inlineData part (standard base64), optionally a text first."""
-    parts: list[dict[str, Any]] = []
+def _inline(data: bytes, mime_type: str | None) -> dict[str, Any]:
+    inline: dict[str, Any] = {"data": base64.b64encode(data).decode("ascii")}
+    if mime_type is not None:
+        inline["mimeType"] = mime_type
+    return {"inlineData": inline}
+
+
+def image_reply(spec: FaultSpec, ctx: Context, rendering: Rendering, *, with_text: bool) -> Reply:
+    """200 with image parts: the translation in the model's format (``ok``, ``stall``), or one
+    of the ways a real answer's images go wrong."""
+    model = _Model.of(ctx.model)
+    mime = model.mime_type
+    name = spec.name
+    if name == "mislabelled_image":  # JPEG bytes declared as PNG
+        final = _inline(rendering.final("image/jpeg"), "image/png")
+    elif name == "unlabelled_image":
+        final = _inline(rendering.final(mime), None)
+    elif name == "corrupt_image":  # a PNG whose middle was overwritten: its CRCs fail
+        data = bytearray(rendering.final("image/png"))
+        middle = len(data) // 2
+        data[middle : middle + 64] = bytes(64)
+        final = _inline(bytes(data), "image/png")
+    elif name == "truncated_image":
+        png = rendering.final("image/png")
+        final = _inline(png[: len(png) // 2], "image/png")
+    elif name == "one_byte_image":
+        final = _inline(b"\x00", "image/png")  # "AA==", seen in the wild
+    else:
+        final = _inline(rendering.final(mime), mime)
+    parts: list[dict[str, Any]] = [final]
+    if name == "several_images":  # two renders, neither a thought: the last is the answer
+        parts.insert(0, _inline(rendering.draft(mime), mime))
+    if model.thoughts_tokens:  # a thinking model signs every image it answers with
+        parts = [{**part, "thoughtSignature": _signature(ctx, i)} for i, part in enumerate(parts)]
+    if name == "thought_image_then_final":
+        parts[:0] = [
+            {"text": "Planning the layout of the translated text.", "thought": True},
+            {**_inline(rendering.draft(mime), mime), "thought": True},
+        ]
     if with_text:
-        parts.append({"text": f"Here is the image with its text translated into {_language(ctx)}."})
-    parts.append(
-        {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png).decode("ascii")}}
-    )
+        parts.insert(
+            0, {"text": f"Here is the image with its text translated into {_language(ctx)}."}
+        )
     candidate = {"content": {"parts": parts, "role": "model"}, "finishReason": "STOP"}
-    return _answer(ctx, candidate, 1290 + (12 if with_text else 0))
+    images = sum(1 for part in parts if "inlineData" in part and not part.get("thought"))
+    return _answer(
+        ctx,
+        candidate,
+        images * model.image_tokens + (12 if with_text else 0),
+        model.thoughts_tokens,
+    )
+
+
+def _signature(ctx: Context, index: int) -> str:
+    """An opaque thought signature, stable for one answer."""
+    digest = hashlib.sha256(f"{ctx.response_id}:{index}".encode()).digest()
+    return base64.b64encode(digest * 4).decode("ascii")
 
 
 _HTML_502 = """<!DOCTYPE html>
@@ -362,7 +467,7 @@ _CAPTIVE_PORTAL = """<!DOCTYPE html>
 
 
 def fault_reply(spec: FaultSpec, ctx: Context) -> Reply:
-    """The canned answer for a fault. `ok` and `stall` are answered by the server itself."""
+    """The canned answer for a fault; those in IMAGE_ANSWERS are made by `image_reply`."""
     name = spec.name
     if name == "rate_limit":
         return rate_limit(ctx, spec.param("retry_delay"))
@@ -420,6 +525,35 @@ def fault_reply(spec: FaultSpec, ctx: Context) -> Reply:
     return _odd_answer(spec, ctx)
 
 
+# name -> (finishReason, finishMessage, content), in Google's words where it sends some
+# (BerriAI/litellm#20357, public recordings of gemini-3-pro-image and 3.1-flash-image).
+_REFUSALS: Mapping[str, tuple[str, str | None, dict[str, Any]]] = {
+    "image_other": (
+        "IMAGE_OTHER",
+        "Unable to show the generated image. The model could not generate the image based on "
+        "the prompt provided. You will not be charged for this request. Try rephrasing the "
+        "prompt.",
+        {},
+    ),
+    "image_safety": (
+        "IMAGE_SAFETY",
+        "Unable to show the generated image. The image was filtered out because it violated "
+        "Google's Generative AI Prohibited Use policy. You will not be charged for blocked "
+        "images. Try rephrasing the prompt.",
+        {},
+    ),
+    "image_prohibited_content": (
+        "IMAGE_PROHIBITED_CONTENT",
+        "The model output could not be generated. This output contains sensitive words that "
+        "violate Google's Responsible AI practices. If you think this was an error, send "
+        "feedback. Support code: 42876398.",
+        {"role": "model"},
+    ),
+    "image_recitation": ("IMAGE_RECITATION", None, {"parts": []}),
+    "max_tokens": ("MAX_TOKENS", None, {"role": "model"}),
+}
+
+
 def _internal_message() -> str:
     return f"An internal error has occurred. Please retry or report in {_TROUBLESHOOTING}"
 
@@ -427,35 +561,20 @@ def _internal_message() -> str:
 def _odd_answer(spec: FaultSpec, ctx: Context) -> Reply:
     """The 200s that hold no image, and the ways of not answering at all."""
     name = spec.name
+    thoughts = _Model.of(ctx.model).thoughts_tokens  # a thinking model thought before refusing
     candidate: dict[str, Any]
-    if name == "no_image":
-        text = (
-            "I can't edit this image, but here is the translated text: "
-            f"[the text of the image, in {_language(ctx)}]"
-        )
-        candidate = {"content": {"parts": [{"text": text}], "role": "model"}}
-        return _answer(ctx, {**candidate, "finishReason": "NO_IMAGE"}, 24)
+    if name == "no_image":  # as the API answers it: no parts, no message, prompt-only usage
+        return _answer(ctx, {"content": {}, "finishReason": "NO_IMAGE"}, 0)
     if name == "text_only":
         text = f"Sure! Here is the translated text in {_language(ctx)}: ..."
         candidate = {"content": {"parts": [{"text": text}], "role": "model"}}
         return _answer(ctx, {**candidate, "finishReason": "STOP"}, 16)
-    if name == "image_other":
-        candidate = {
-            "content": {"role": "model"},
-            "finishReason": "IMAGE_OTHER",
-            "finishMessage": "Unable to show the generated image. The model could not generate "
-            "the image based on the prompt provided. Try rephrasing the prompt.",
-        }
-        return _answer(ctx, candidate, 0)
-    if name == "image_safety":
-        candidate = {
-            "content": {"role": "model"},
-            "finishReason": "IMAGE_SAFETY",
-            "finishMessage": "The model output could not be generated. This output contains "
-            "sensitive words that violate Google's Responsible AI practices. Try rephrasing the "
-            "prompt. If you think this was an error, send feedback. Support code: 42876398.",
-        }
-        return _answer(ctx, candidate, 0)
+    if name in _REFUSALS:
+        reason, message, content = _REFUSALS[name]
+        candidate = {"content": content, "finishReason": reason}
+        if message:
+            candidate["finishMessage"] = message
+        return _answer(ctx, candidate, 0, thoughts)
     if name == "prompt_blocked":
         return _answer(ctx, None, 0, promptFeedback={"blockReason": "PROHIBITED_CONTENT"})
     if name == "empty_200":
@@ -468,4 +587,4 @@ def _odd_answer(spec: FaultSpec, ctx: Context) -> Reply:
         return Reply(action="reset")
     if name == "disconnect":
         return Reply(action="disconnect")
-    raise ValueError(f"fault {name!r} has no canned answer")  # ok/stall: the server answers
+    raise ValueError(f"fault {name!r} has no canned answer")  # image answers: image_reply

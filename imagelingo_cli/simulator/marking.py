@@ -1,18 +1,21 @@
 """The simulator's "translation": the input image, visibly marked with language and variation.
 
 `decode_image` opens what the client sent (Pillow must fully decode it, as the real API must);
-`mark_image` returns a PNG of the same width and height with a semi-opaque band across the
+`mark_image` returns an image of the same width and height with a semi-opaque band across the
 bottom 18 % reading e.g. ``ES · Spanish · variation 2``, tinted by variation so outputs can be
-told apart at a glance. Only Pillow's bundled font is used, never a system font.
+told apart at a glance, as PNG or JPEG (the format the model answers in). `Rendering` makes
+one request's images on demand: the final one, and a half-size unmarked draft standing for a
+thinking model's interim render. Only Pillow's bundled font is used, never a system font.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["UndecodableImage", "decode_image", "label_for", "mark_image"]
+__all__ = ["Rendering", "UndecodableImage", "decode_image", "label_for", "mark_image"]
 
 # One tint per variation (cycled): blue, purple, green, orange, pink, cyan, amber, indigo.
 _TINTS: tuple[tuple[int, int, int], ...] = (
@@ -69,10 +72,15 @@ def label_for(language_tag: str | None, language_name: str | None, variation: in
 
 
 def mark_image(
-    image: Image.Image, *, language_tag: str | None, language_name: str | None, variation: int
+    image: Image.Image,
+    *,
+    language_tag: str | None,
+    language_name: str | None,
+    variation: int,
+    mime_type: str = "image/png",
 ) -> bytes:
-    """A PNG of `image` (same size; RGB, or RGBA when it had transparency) with the band drawn."""
-    mode = "RGBA" if _has_alpha(image) else "RGB"
+    """`image` (same size) with the band drawn, encoded as `mime_type` (PNG keeps transparency)."""
+    mode = "RGBA" if _has_alpha(image) and mime_type == "image/png" else "RGB"
     out = image.copy() if image.mode == mode else image.convert(mode)
     width, height = out.size
     band = max(1, round(height * _BAND_SHARE))
@@ -86,6 +94,38 @@ def mark_image(
     font = _font(label, band, width)
     centre = (width / 2, top + stripe + (band - stripe) / 2)
     draw.text(centre, label, font=font, fill=(255, 255, 255, 255), anchor="mm")
+    return _encode(out, mime_type)
+
+
+def _encode(image: Image.Image, mime_type: str) -> bytes:
     buffer = io.BytesIO()
-    out.save(buffer, "PNG", compress_level=1)
+    if mime_type == "image/jpeg":
+        image.convert("RGB").save(buffer, "JPEG", quality=90)
+    else:
+        image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """One request's translated image, encoded on demand in the format an answer needs."""
+
+    image: Image.Image
+    language_tag: str | None
+    language_name: str | None
+    variation: int
+
+    def final(self, mime_type: str) -> bytes:
+        return mark_image(
+            self.image,
+            language_tag=self.language_tag,
+            language_name=self.language_name,
+            variation=self.variation,
+            mime_type=mime_type,
+        )
+
+    def draft(self, mime_type: str) -> bytes:
+        """The input at half size, unmarked: what an interim render is to the final one."""
+        width, height = self.image.size
+        half = self.image.resize((max(1, width // 2), max(1, height // 2)))
+        return _encode(half if half.mode in ("RGB", "RGBA") else half.convert("RGB"), mime_type)

@@ -10,7 +10,6 @@ carrying the exact reply the real API would give.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
@@ -21,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from PIL import Image
 
+from imagelingo_cli.answers import decode_base64
 from imagelingo_cli.simulator import faults
 from imagelingo_cli.simulator.marking import UndecodableImage, decode_image
 
@@ -130,12 +130,6 @@ def check_headers(headers: dict[str, str], route: Route, expected_key: str | Non
             raise Rejected(faults.invalid_argument(message), "deadline_too_short")
 
 
-def _decode_base64(data: str) -> bytes:
-    cleaned = data.strip().replace("-", "+").replace("_", "/")
-    cleaned += "=" * (-len(cleaned) % 4)
-    return base64.b64decode(cleaned, validate=True)
-
-
 def _inline_parts(payload: Any) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
     """(path, inline data) pairs and text pieces, in order, from `contents[].parts[]`."""
     images: list[tuple[str, dict[str, Any]]] = []
@@ -203,7 +197,7 @@ def parse_body(raw: bytes, route: Route) -> GenerateRequest:
     try:
         if not isinstance(data, str):
             raise ValueError("no data")
-        image_bytes = _decode_base64(data)
+        image_bytes = decode_base64(data)
     except (ValueError, binascii.Error):
         shown = data[:20] if isinstance(data, str) else data
         message = (

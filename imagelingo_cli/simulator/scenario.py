@@ -37,9 +37,11 @@ Each answer is a fault name or ``{"fault": name, **params}``. Names: ``ok``, ``r
 default 38), ``quota_zero``, ``prepay_depleted``, ``overloaded``, ``internal``, ``deadline``,
 ``bad_gateway_html``, ``empty_503``, ``bad_key``, ``permission_denied``, ``model_not_found``,
 ``location``, ``invalid_argument``, ``teapot``, ``no_image``, ``text_only``, ``image_other``,
-``image_safety``, ``prompt_blocked``, ``empty_200``, ``error_200``, ``invalid_json``,
-``reset`` (TCP RST), ``disconnect`` (close without answering), ``stall`` (``seconds``,
-default 30, then success).
+``image_safety``, ``image_prohibited_content``, ``image_recitation``, ``max_tokens``,
+``prompt_blocked``, ``empty_200``, ``error_200``, ``invalid_json``, ``several_images``,
+``thought_image_then_final``, ``mislabelled_image``, ``unlabelled_image``, ``corrupt_image``,
+``truncated_image``, ``one_byte_image``, ``reset`` (TCP RST), ``disconnect`` (close without
+answering), ``stall`` (``seconds``, default 30, then success).
 
 `load_scenario` validates everything up front and raises `ValueError` naming the problem.
 """

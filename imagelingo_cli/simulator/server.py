@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from imagelingo_cli.simulator import faults
-from imagelingo_cli.simulator.marking import mark_image
+from imagelingo_cli.simulator.marking import Rendering
 from imagelingo_cli.simulator.profiles import Decider, describe
 from imagelingo_cli.simulator.request import (
     GenerateRequest,
@@ -397,14 +397,11 @@ class Simulator:
         )
         if fault.name == "stall" and self._pause(fault.param("seconds")):
             return faults.Reply(action="disconnect")
-        if fault.name in ("ok", "stall"):
-            png = mark_image(
-                request.image,
-                language_tag=request.language_tag,
-                language_name=request.language_name,
-                variation=request.variation,
+        if fault.name in faults.IMAGE_ANSWERS:
+            rendering = Rendering(
+                request.image, request.language_tag, request.language_name, request.variation
             )
-            return faults.success_reply(context, png, with_text=request.wants_text)
+            return faults.image_reply(fault, context, rendering, with_text=request.wants_text)
         return faults.fault_reply(fault, context)
 
     def _send(self, handler: _Handler, reply: faults.Reply) -> None:

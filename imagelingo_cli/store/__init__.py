@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagelingo_cli.errors import TranslationError
 from imagelingo_cli.store.connection import (
@@ -33,6 +33,9 @@ from imagelingo_cli.store.connection import (
 )
 
 __all__ = ["SCHEMA", "Claim", "GenerationKey", "Store", "StoreError", "new_id", "open_store"]
+
+if TYPE_CHECKING:
+    from imagelingo_cli.answers import Usage
 
 ACTIVE_STATUSES = ("pending", "running", "retrying")
 
@@ -325,7 +328,8 @@ class Store:
         duration_ms: int,
         retry_in_ms: int | None,
     ) -> None:
-        """Record a failed attempt; `retry_in_ms` is the wait before the next one (None: final)."""
+        """Record a failed attempt, with the tokens its answer was billed if it had one;
+        `retry_in_ms` is the wait before the next one (None: final)."""
         stamp = now_iso()
         with self.transaction():
             self.db.execute(
@@ -344,6 +348,8 @@ class Store:
                     attempt_id,
                 ],
             )
+            if error.usage is not None:
+                self._record_usage(attempt_id, error.usage)
             self.db.execute(
                 "UPDATE generations SET status = ?, error_code = ?, error_message = ?,"
                 " is_retryable = ?, first_error_at = COALESCE(first_error_at, ?), updated_at = ?,"
@@ -366,10 +372,7 @@ class Store:
         *,
         duration_ms: int,
         output_path: str,
-        model_version: str | None,
-        prompt_tokens: int | None,
-        output_tokens: int | None,
-        total_tokens: int | None,
+        usage: Usage,
     ) -> bool:
         """Record success. The variation's one credit is charged on its first success only;
         returns whether this success charged it."""
@@ -379,19 +382,11 @@ class Store:
                 "SELECT credits_charged FROM generations WHERE id = ?", [generation_id]
             ).fetchone()
             self.db.execute(
-                "UPDATE attempts SET outcome = 'succeeded', finished_at = ?, duration_ms = ?,"
-                " prompt_tokens = ?, output_tokens = ?, total_tokens = ?, model_version = ?"
+                "UPDATE attempts SET outcome = 'succeeded', finished_at = ?, duration_ms = ?"
                 " WHERE id = ?",
-                [
-                    stamp,
-                    duration_ms,
-                    prompt_tokens,
-                    output_tokens,
-                    total_tokens,
-                    model_version,
-                    attempt_id,
-                ],
+                [stamp, duration_ms, attempt_id],
             )
+            self._record_usage(attempt_id, usage)
             self.db.execute(
                 "UPDATE generations SET status = 'completed', output_path = ?, error_code = NULL,"
                 " error_message = NULL, is_retryable = NULL, credits_charged = 1,"
@@ -433,6 +428,20 @@ class Store:
                 [stamp, stamp, generation_id],
             )
         return not charged_before
+
+    def _record_usage(self, attempt_id: str, usage: Usage) -> None:
+        self.db.execute(
+            "UPDATE attempts SET prompt_tokens = ?, output_tokens = ?, thoughts_tokens = ?,"
+            " total_tokens = ?, model_version = ? WHERE id = ?",
+            [
+                usage.prompt_tokens,
+                usage.output_tokens,
+                usage.thoughts_tokens,
+                usage.total_tokens,
+                usage.model_version,
+                attempt_id,
+            ],
+        )
 
     def attempt_interrupted(self, attempt_id: str, *, duration_ms: int) -> None:
         self.db.execute(

@@ -33,7 +33,7 @@ MIGRATION_SET = "imagelingo"
 
 # The migrations this version knows, in order (their code is in `schema`, imported only when
 # a database needs them, so that read commands start fast). Never edit one once released.
-SCHEMA = ("m001_initial", "m002_output_intent")
+SCHEMA = ("m001_initial", "m002_output_intent", "m003_answer_thoughts_tokens")
 
 T = TypeVar("T")
 

@@ -110,6 +110,12 @@ def m002_output_intent(db: Database) -> None:
     )
 
 
+@migrations()
+def m003_answer_thoughts_tokens(db: Database) -> None:
+    """Thinking tokens of an answer, billed apart from its output tokens."""
+    db.execute("ALTER TABLE attempts ADD COLUMN thoughts_tokens INTEGER")
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Apply the pending migrations (the caller holds the write lock)."""
     migrations.apply(Database(conn))
