@@ -41,6 +41,10 @@ default 38), ``quota_zero``, ``prepay_depleted``, ``overloaded``, ``internal``, 
 ``reset`` (TCP RST), ``disconnect`` (close without answering), ``stall`` (``seconds``,
 default 30, then success).
 
+A ``batch`` section scripts the Batch API: job timing and job-level faults (EXPIRED, FAILED,
+429 on create, an unknown state, late output files…); its format is in `batch_script`. The
+lines inside batch jobs are answered by the ``rules`` above, like interactive requests.
+
 `load_scenario` validates everything up front and raises `ValueError` naming the problem.
 """
 
@@ -50,10 +54,11 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from imagelingo_cli.simulator.batch_script import BatchScript, parse_batch_script
 from imagelingo_cli.simulator.faults import OK, FaultSpec, parse_fault
 from imagelingo_cli.simulator.request import GenerateRequest
 
@@ -61,7 +66,7 @@ __all__ = ["Rule", "Scenario", "load_scenario"]
 
 _CRITERIA = frozenset({"image", "sha256", "variation", "language", "model"})
 _RULE_FIELDS = _CRITERIA | {"responses", "then", "count", "description"}
-_TOP_FIELDS = frozenset({"default", "rules", "description"})
+_TOP_FIELDS = frozenset({"default", "rules", "description", "batch"})
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -105,6 +110,7 @@ class Scenario:
     rules: tuple[Rule, ...]
     default: FaultSpec = OK
     source: str = "<dict>"
+    batch: BatchScript = field(default_factory=BatchScript)
 
     def match(self, request: GenerateRequest) -> Rule | None:
         """The first rule matching `request`, or None (the profile answers)."""
@@ -148,7 +154,12 @@ def _build(data: Mapping[str, Any], base: Path, source: str) -> Scenario:
         _rule(i, raw, default, base, f"scenario {source}: rules[{i}]")
         for i, raw in enumerate(rules_data)
     )
-    return Scenario(rules=rules, default=default, source=source)
+    batch = (
+        parse_batch_script(data["batch"], f"scenario {source}: batch")
+        if "batch" in data
+        else BatchScript()
+    )
+    return Scenario(rules=rules, default=default, source=source, batch=batch)
 
 
 def _rule(index: int, raw: object, default: FaultSpec, base: Path, where: str) -> Rule:
