@@ -8,6 +8,7 @@ the top-level ``error``).
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import subprocess
@@ -96,6 +97,19 @@ def upload(client: genai.Client, path: Path) -> types.File:
     return client.files.upload(
         file=path, config=types.UploadFileConfig(mime_type="application/jsonl")
     )
+
+
+def finished_job(client: genai.Client, clock: Clock, path: Path) -> types.BatchJob:
+    """Upload `path`, create a job from it, move the clock past its end, and get the job."""
+    job = client.batches.create(model=MODEL, src=upload(client, path).name or "")
+    clock.advance(30)
+    return client.batches.get(name=job.name or "")
+
+
+def results(client: genai.Client, job: types.BatchJob) -> dict[str, dict[str, Any]]:
+    """The job's responses file, downloaded, by key."""
+    assert job.dest is not None and job.dest.file_name is not None
+    return lines_of(client.files.download(file=job.dest.file_name))
 
 
 def raw(base_url: str, path: str, method: str = "GET", key: str | None = KEY) -> tuple[int, Any]:
@@ -245,6 +259,45 @@ def test_file_job_flows_through_the_async_sdk(clock: Clock, three_lines: Path) -
     assert set(lines) == {"gen-red-1", "gen-red-2", "gen-blue-1"}
     assert all(finish_reason(line["response"]) == "STOP" for line in lines.values())
     assert stats["jobs"] == {"BATCH_STATE_SUCCEEDED": 1}  # the cancelled one was deleted
+
+
+def test_upload_spans_several_chunks(clock: Clock, tmp_path: Path) -> None:
+    """A 17 MiB file goes up in three 8 MiB chunks at the offsets the session expects."""
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(bytes(range(256)) * (17 * 4096))
+    with simulator(clock) as sim, sdk(sim.base_url) as client:
+        uploaded = upload(client, big)
+        requests = sim.stats()["requests"]
+    assert uploaded.size_bytes == big.stat().st_size
+    assert uploaded.sha256_hash is not None
+    assert (
+        base64.b64decode(uploaded.sha256_hash).decode()
+        == hashlib.sha256(big.read_bytes()).hexdigest()
+    )
+    assert requests == 4  # start and three chunks
+
+
+def test_concurrent_polls_answer_each_line_once(clock: Clock, three_lines: Path) -> None:
+    """Twenty polls at once of a job that has just ended: one answer per line, same output."""
+
+    async def main(client: genai.Client, name: str) -> list[types.BatchJob]:
+        seen: list[types.BatchJob] = []
+
+        async def one() -> None:
+            seen.append(await client.aio.batches.get(name=name))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(20):
+                group.start_soon(one)
+        return seen
+
+    with simulator(clock) as sim, sdk(sim.base_url) as client:
+        job = client.batches.create(model=MODEL, src=upload(client, three_lines).name or "")
+        clock.advance(30)
+        seen = anyio.run(main, client, job.name or "", backend="asyncio")
+        stats = sim.stats()["batch"]
+    assert len({job.dest.file_name for job in seen if job.dest}) == 1
+    assert len(seen) == 20 and stats["lines"] == 3 and stats["files"]["GENERATED"] == 1
 
 
 def test_running_job_shows_progress_and_cancel_keeps_the_lines_done(
@@ -440,9 +493,7 @@ def test_path_prefix_and_default_v1_are_served(clock: Clock, three_lines: Path) 
         assert uploaded.uri is not None and "/proxy/v1/files/" in uploaded.uri
         job = client.batches.create(model=MODEL, src=uploaded.name or "")
         clock.advance(30)
-        done = client.batches.get(name=job.name or "")
-        assert done.dest is not None and done.dest.file_name is not None
-        assert len(lines_of(client.files.download(file=done.dest.file_name))) == 3
+        assert len(results(client, client.batches.get(name=job.name or ""))) == 3
         paths = sim.stats()["last_request"]["path"]
     assert paths.startswith("/proxy/v1/files/batch-")
 
@@ -480,12 +531,9 @@ def test_mixed_job_lines_follow_the_scenario_rules(clock: Clock, tmp_path: Path)
         ],
     )
     with simulator(clock, scenario=tmp_path / "scenario.json") as sim, sdk(sim.base_url) as client:
-        job = client.batches.create(model=MODEL, src=upload(client, path).name or "")
-        clock.advance(30)
-        done = client.batches.get(name=job.name or "")
-        assert done.dest is not None and done.dest.file_name is not None
-        lines = lines_of(client.files.download(file=done.dest.file_name))
-        _, operation = raw(sim.base_url, job.name or "")
+        done = finished_job(client, clock, path)
+        lines = results(client, done)
+        _, operation = raw(sim.base_url, done.name or "")
         stats = sim.stats()["batch"]
 
     assert finish_reason(lines["ok-1"]["response"]) == "STOP"
@@ -524,11 +572,7 @@ def test_lines_share_the_per_key_answers_with_interactive_requests(
     scenario = {"rules": [{"variation": 2, "responses": ["rate_limit", "ok"]}]}
     path = write_jsonl(tmp_path / "one.jsonl", [("v2", request_line(image, 2))])
     with simulator(clock, scenario=scenario) as sim, sdk(sim.base_url) as client:
-        job = client.batches.create(model=MODEL, src=upload(client, path).name or "")
-        clock.advance(30)
-        done = client.batches.get(name=job.name or "")
-        assert done.dest is not None and done.dest.file_name is not None
-        line = lines_of(client.files.download(file=done.dest.file_name))["v2"]
+        line = results(client, finished_job(client, clock, path))["v2"]
         retried = client.models.generate_content(
             model=MODEL,
             contents=[
@@ -549,9 +593,7 @@ def test_lines_are_not_paced_by_the_per_minute_bucket(clock: Clock, tmp_path: Pa
         tmp_path / "three.jsonl", [(f"v{v}", request_line(image, v)) for v in (1, 2, 3)]
     )
     with simulator(clock, profile="rate-limited", rpm=1) as sim, sdk(sim.base_url) as client:
-        job = client.batches.create(model=MODEL, src=upload(client, path).name or "")
-        clock.advance(30)
-        client.batches.get(name=job.name or "")
+        finished_job(client, clock, path)
         stats = sim.stats()["batch"]
     assert stats["line_outcomes"] == {"ok": 3}
 
@@ -567,11 +609,7 @@ def test_line_error_style_is_scriptable(clock: Clock, tmp_path: Path) -> None:
     }
     path = write_jsonl(tmp_path / "one.jsonl", [("only", request_line(image))])
     with simulator(clock, scenario=scenario) as sim, sdk(sim.base_url) as client:
-        job = client.batches.create(model=MODEL, src=upload(client, path).name or "")
-        clock.advance(30)
-        done = client.batches.get(name=job.name or "")
-        assert done.dest is not None and done.dest.file_name is not None
-        line = lines_of(client.files.download(file=done.dest.file_name))["only"]
+        line = results(client, finished_job(client, clock, path))["only"]
     assert set(line) == {"key", "status"}
     assert line["status"]["code"] == 14 and "status" not in line["status"]
     assert line["status"]["details"][0]["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
@@ -687,17 +725,15 @@ def test_succeeded_before_the_output_is_downloadable(clock: Clock, three_lines: 
     """``output_delay``: the responses file answers 404 for a while after SUCCEEDED."""
     scenario = {"batch": {"jobs": [{"output_delay": 60}]}}
     with simulator(clock, scenario=scenario) as sim, sdk(sim.base_url) as client:
-        job = client.batches.create(model=MODEL, src=upload(client, three_lines).name or "")
-        clock.advance(30)
-        done = client.batches.get(name=job.name or "")
+        done = finished_job(client, clock, three_lines)
         assert done.state == types.JobState.JOB_STATE_SUCCEEDED
         assert done.dest is not None and done.dest.file_name is not None
         with pytest.raises(errors.ClientError) as early:
             client.files.download(file=done.dest.file_name)
         clock.advance(60)
-        data = client.files.download(file=done.dest.file_name)
+        lines = results(client, done)
     assert early.value.code == 404
-    assert len(lines_of(data)) == 3
+    assert len(lines) == 3
 
 
 def test_status_details_objects_break_the_sdks_parser(clock: Clock) -> None:

@@ -64,9 +64,8 @@ class Delivery:
 
 @dataclass(frozen=True)
 class _Call:
-    kind: str
-    method: str
-    path: str
+    """One request to a recognised route: its path parameters, query, headers and body."""
+
     prefix: str
     version: str
     params: Mapping[str, str]
@@ -101,6 +100,17 @@ class BatchRoutes:
         self._book = book
         self._files = files
         self._api_key = api_key
+        self._handlers: dict[tuple[str, str], Callable[[_Call], Delivery]] = {
+            ("create", "POST"): self._create,
+            ("batches", "GET"): self._list,
+            ("batch", "GET"): self._get,
+            ("batch", "DELETE"): self._delete_batch,
+            ("cancel", "POST"): self._cancel,
+            ("upload", "POST"): self._upload_start,
+            ("file", "GET"): self._file,
+            ("file", "DELETE"): self._delete_file,
+            ("download", "GET"): self._download,
+        }
 
     def serves(self, raw_path: str) -> bool:
         """Whether `raw_path` is one of the batch or file routes."""
@@ -127,9 +137,6 @@ class BatchRoutes:
             raise Rejected(faults.path_not_found(path), "not_found")
         kind, params = matched
         call = _Call(
-            kind=kind,
-            method=method,
-            path=path,
             prefix=params.pop("prefix", ""),
             version=params.pop("version"),
             params=params,
@@ -145,20 +152,6 @@ class BatchRoutes:
             self._api_key,
         )
         return handler(call)
-
-    @property
-    def _handlers(self) -> dict[tuple[str, str], Callable[[_Call], Delivery]]:
-        return {
-            ("create", "POST"): self._create,
-            ("batches", "GET"): self._list,
-            ("batch", "GET"): self._get,
-            ("batch", "DELETE"): self._delete_batch,
-            ("cancel", "POST"): self._cancel,
-            ("upload", "POST"): self._upload_start,
-            ("file", "GET"): self._file,
-            ("file", "DELETE"): self._delete_file,
-            ("download", "GET"): self._download,
-        }
 
     def _create(self, call: _Call) -> Delivery:
         model = call.params["model"]

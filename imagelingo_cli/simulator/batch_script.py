@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from imagelingo_cli.simulator.faults import FaultSpec, parse_fault
+from imagelingo_cli.simulator.fields import optional_model, optional_text, reject_unknown
 
 __all__ = [
     "DEFAULT_JOB_RULE",
@@ -176,7 +177,7 @@ def parse_batch_script(raw: object, where: str) -> BatchScript:
     """Validate a scenario's ``batch`` section. Raises ValueError."""
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: must be an object, got {raw!r}")
-    _no_unknown(raw, _TOP_FIELDS, where)
+    reject_unknown(raw, _TOP_FIELDS, where)
     jobs_raw = raw.get("jobs", [])
     if not isinstance(jobs_raw, list):
         raise ValueError(f'{where}: "jobs" must be a list')
@@ -194,11 +195,11 @@ def parse_batch_script(raw: object, where: str) -> BatchScript:
 def _job_rule(index: int, raw: object, where: str) -> JobRule:
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: a job rule must be an object, got {raw!r}")
-    _no_unknown(raw, _RULE_FIELDS, where)
+    reject_unknown(raw, _RULE_FIELDS, where)
     return JobRule(
         index=index,
-        display_name=_text(raw, "display_name", where),
-        model=_model(raw, where),
+        display_name=optional_text(raw, "display_name", where),
+        model=optional_model(raw, where),
         input=_choice(raw, "input", ("file", "inline"), None, where),
         create=_answers(raw, "create", where),
         get=_answers(raw, "get", where),
@@ -214,15 +215,6 @@ def _job_rule(index: int, raw: object, where: str) -> JobRule:
         error_field=_choice(raw, "error_field", ("error", "status"), "error", where),
         echo_metadata=_flag(raw, "echo_metadata", True, where),
     )
-
-
-def _no_unknown(raw: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown field(s) {', '.join(map(repr, unknown))} "
-            f"(allowed: {', '.join(sorted(allowed))})"
-        )
 
 
 def _answers(raw: Mapping[str, Any], field: str, where: str) -> tuple[FaultSpec, ...]:
@@ -249,20 +241,6 @@ def _seconds(raw: Mapping[str, Any], field: str, where: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ValueError(f'{where}: "{field}" must be a number of seconds >= 0, got {value!r}')
     return float(value)
-
-
-def _text(raw: Mapping[str, Any], field: str, where: str) -> str | None:
-    if field not in raw:
-        return None
-    value = raw[field]
-    if not isinstance(value, str) or not value:
-        raise ValueError(f'{where}: "{field}" must be a non-empty string, got {value!r}')
-    return value
-
-
-def _model(raw: Mapping[str, Any], where: str) -> str | None:
-    value = _text(raw, "model", where)
-    return value.removeprefix("models/") if value is not None else None
 
 
 def _choice(
