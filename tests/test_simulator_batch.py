@@ -8,6 +8,7 @@ the top-level ``error``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -584,6 +585,32 @@ def test_lines_share_the_per_key_answers_with_interactive_requests(
     assert line["error"]["code"] == 429
     assert retried.candidates and retried.candidates[0].finish_reason == types.FinishReason.STOP
     assert list(by_key.values()) == [2]
+
+
+def test_lines_draw_from_the_profile_as_interactive_requests_do(
+    clock: Clock, tmp_path: Path
+) -> None:
+    """Under ``flaky``, a job's lines get the answers the same first requests get one by one."""
+    images = [make_png(color=(i * 9, 255 - i * 9, 77)) for i in range(16)]
+    path = write_jsonl(
+        tmp_path / "many.jsonl", [(f"i{i}", request_line(im)) for i, im in enumerate(images)]
+    )
+    with simulator(clock, profile="flaky", seed=3) as sim, sdk(sim.base_url) as client:
+        finished_job(client, clock, path)
+        in_batch = sim.stats()["batch"]["line_outcomes"]
+    with simulator(clock, profile="flaky", seed=3) as sim, sdk(sim.base_url) as client:
+        for image in images:
+            with contextlib.suppress(errors.APIError):
+                client.models.generate_content(
+                    model=MODEL,
+                    contents=[
+                        types.Part.from_bytes(data=image, mime_type="image/png"),
+                        instruction(),
+                    ],
+                )
+        one_by_one = sim.stats()["outcomes"]
+    assert in_batch == one_by_one
+    assert len(in_batch) > 1  # the seed gives a mix, so the comparison means something
 
 
 def test_lines_are_not_paced_by_the_per_minute_bucket(clock: Clock, tmp_path: Path) -> None:
