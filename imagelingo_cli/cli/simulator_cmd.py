@@ -63,8 +63,16 @@ def serve(
         str | None,
         typer.Option("--api-key", help="Accept only this key (default: any non-empty key)."),
     ] = None,
+    batch_pending: Annotated[
+        float | None,
+        typer.Option("--batch-pending", min=0.0, help="Seconds a batch job stays PENDING (1)."),
+    ] = None,
+    batch_running: Annotated[
+        float | None,
+        typer.Option("--batch-running", min=0.0, help="Seconds it then stays RUNNING (3)."),
+    ] = None,
 ) -> None:
-    """Serve the Gemini generateContent protocol until Ctrl-C."""
+    """Serve the Gemini generateContent protocol (and the Batch and Files APIs) until Ctrl-C."""
     from imagelingo_cli.simulator import Simulator, load_scenario
 
     try:
@@ -78,6 +86,8 @@ def serve(
             host=host,
             port=port,
             api_key=api_key,
+            batch_pending=batch_pending,
+            batch_running=batch_running,
         )
     except ValueError as exc:
         typer.echo(f"Error: {exc}", err=True)

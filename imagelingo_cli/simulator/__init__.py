@@ -15,11 +15,30 @@ return the API's real error bodies (see `faults`). Profiles (`profiles`): ``ok``
 ``rate-limited``, ``outage``. A scenario (`scenario`, format in its docstring) scripts exact
 answers per request. Modules: `server` (HTTP), `request` (protocol checks), `profiles`
 (who gets which answer), `scenario`, `faults` (bodies), `marking` (images).
+
+It serves the Batch API flow too (``client.batches``, ``client.files``): `batch_routes`
+(HTTP), `batches` (the jobs), `batch_jobs` (one job on the clock, its lines, its output),
+`files` (uploads and stored files), `batch_script` (the scenario's ``batch`` section:
+timing and job-level faults), `timeline` (the injectable clock)::
+
+    with Simulator("ok", clock=clock, batch_pending=10, batch_running=20) as sim:
+        job = client.batches.create(model=..., src=client.files.upload(...).name)
+        clock.advance(30)   # a test's clock: PENDING -> RUNNING -> SUCCEEDED, no sleeping
 """
 
+from imagelingo_cli.simulator.batch_script import BatchScript, JobRule
 from imagelingo_cli.simulator.faults import FAULTS, FaultSpec
 from imagelingo_cli.simulator.profiles import PROFILES
 from imagelingo_cli.simulator.scenario import Scenario, load_scenario
 from imagelingo_cli.simulator.server import Simulator
 
-__all__ = ["FAULTS", "PROFILES", "FaultSpec", "Scenario", "Simulator", "load_scenario"]
+__all__ = [
+    "FAULTS",
+    "PROFILES",
+    "BatchScript",
+    "FaultSpec",
+    "JobRule",
+    "Scenario",
+    "Simulator",
+    "load_scenario",
+]

@@ -110,8 +110,12 @@ class Decider:
         if self.bucket is not None:
             self.bucket.refill()
 
-    def decide(self, request: GenerateRequest, n: int) -> Decision:
-        """The answer for `request`, the key's `n`-th (0-based) request."""
+    def decide(self, request: GenerateRequest, n: int, *, paced: bool = True) -> Decision:
+        """The answer for `request`, the key's `n`-th (0-based) request.
+
+        `paced` False skips the token bucket: a batch line runs under the batch quota, not the
+        per-minute one.
+        """
         if self.scenario is not None:
             rule = self.scenario.match(request)
             if rule is not None:
@@ -119,7 +123,7 @@ class Decider:
                 used = self._consumed.get(counter, 0)
                 self._consumed[counter] = used + 1
                 return Decision(rule.answer(used), f"scenario.rules[{rule.index}]")
-        if self.bucket is not None:
+        if self.bucket is not None and paced:
             wait = self.bucket.take()
             if wait is not None:
                 return Decision(FaultSpec("rate_limit", {"retry_delay": wait}), "rpm")

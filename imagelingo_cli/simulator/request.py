@@ -1,7 +1,8 @@
 """Reading a `generateContent` request the way the Gemini API does, rejecting what it rejects.
 
 `parse_route` recognises ``/{v1|v1beta}/models/{model}:generateContent``; `check_headers`
-applies the API-key and ``X-Server-Timeout`` rules; `parse_body` finds the inline image
+applies the API-key and ``X-Server-Timeout`` rules; `parse_body` (or `parse_request`, for a
+request already decoded, such as a batch line) finds the inline image
 (``inlineData``/``inline_data`` with ``mimeType``/``mime_type``, standard or URL-safe base64)
 and the instruction text, decodes the image with Pillow, and extracts the language
 (``into Spanish (es)``) and the variation (``variation 2``). Every rejection is a `Rejected`
@@ -32,6 +33,7 @@ __all__ = [
     "check_headers",
     "is_known_model",
     "parse_body",
+    "parse_request",
     "parse_route",
 ]
 
@@ -165,16 +167,21 @@ def parse_body(raw: bytes, route: Route) -> GenerateRequest:
 
     A `Rejected` raised here carries in `seen` whatever was read before the refusal.
     """
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        message = f"Invalid JSON payload received. {exc}"
+        raise Rejected(faults.invalid_argument(message), "invalid_payload") from None
+    return parse_request(payload, route)
+
+
+def parse_request(payload: Any, route: Route) -> GenerateRequest:
+    """Validate a decoded ``GenerateContentRequest`` (a request body, or one line of a batch)."""
     seen: dict[str, Any] = {}
 
     def reject(reply: faults.Reply, outcome: str) -> Rejected:
         return Rejected(reply, outcome, seen)
 
-    try:
-        payload = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        message = f"Invalid JSON payload received. {exc}"
-        raise reject(faults.invalid_argument(message), "invalid_payload") from None
     images, texts = _inline_parts(payload)
     text = "\n".join(texts)
     language = _LANGUAGE.search(text)

@@ -43,6 +43,10 @@ default 38), ``quota_zero``, ``prepay_depleted``, ``overloaded``, ``internal``, 
 ``truncated_image``, ``one_byte_image``, ``reset`` (TCP RST), ``disconnect`` (close without
 answering), ``stall`` (``seconds``, default 30, then success).
 
+A ``batch`` section scripts the Batch API: job timing and job-level faults (EXPIRED, FAILED,
+429 on create, an unknown state, late output files…); its format is in `batch_script`. The
+lines inside batch jobs are answered by the ``rules`` above, like interactive requests.
+
 `load_scenario` validates everything up front and raises `ValueError` naming the problem.
 """
 
@@ -52,18 +56,20 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from imagelingo_cli.simulator.batch_script import BatchScript, parse_batch_script
 from imagelingo_cli.simulator.faults import OK, FaultSpec, parse_fault
+from imagelingo_cli.simulator.fields import optional_model, optional_text, reject_unknown
 from imagelingo_cli.simulator.request import GenerateRequest
 
 __all__ = ["Rule", "Scenario", "load_scenario"]
 
 _CRITERIA = frozenset({"image", "sha256", "variation", "language", "model"})
 _RULE_FIELDS = _CRITERIA | {"responses", "then", "count", "description"}
-_TOP_FIELDS = frozenset({"default", "rules", "description"})
+_TOP_FIELDS = frozenset({"default", "rules", "description", "batch"})
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -107,6 +113,7 @@ class Scenario:
     rules: tuple[Rule, ...]
     default: FaultSpec = OK
     source: str = "<dict>"
+    batch: BatchScript = field(default_factory=BatchScript)
 
     def match(self, request: GenerateRequest) -> Rule | None:
         """The first rule matching `request`, or None (the profile answers)."""
@@ -136,12 +143,7 @@ def load_scenario(source: Scenario | Path | str | Mapping[str, Any]) -> Scenario
 
 
 def _build(data: Mapping[str, Any], base: Path, source: str) -> Scenario:
-    unknown = sorted(set(data) - _TOP_FIELDS)
-    if unknown:
-        raise ValueError(
-            f"scenario {source}: unknown field(s) {', '.join(map(repr, unknown))} "
-            f"(allowed: {', '.join(sorted(_TOP_FIELDS))})"
-        )
+    reject_unknown(data, _TOP_FIELDS, f"scenario {source}")
     default = parse_fault(data.get("default", "ok"), f"scenario {source}: default")
     rules_data = data.get("rules", [])
     if not isinstance(rules_data, list):
@@ -150,18 +152,18 @@ def _build(data: Mapping[str, Any], base: Path, source: str) -> Scenario:
         _rule(i, raw, default, base, f"scenario {source}: rules[{i}]")
         for i, raw in enumerate(rules_data)
     )
-    return Scenario(rules=rules, default=default, source=source)
+    batch = (
+        parse_batch_script(data["batch"], f"scenario {source}: batch")
+        if "batch" in data
+        else BatchScript()
+    )
+    return Scenario(rules=rules, default=default, source=source, batch=batch)
 
 
 def _rule(index: int, raw: object, default: FaultSpec, base: Path, where: str) -> Rule:
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: a rule must be an object, got {raw!r}")
-    unknown = sorted(set(raw) - _RULE_FIELDS)
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown field(s) {', '.join(map(repr, unknown))} "
-            f"(allowed: {', '.join(sorted(_RULE_FIELDS))})"
-        )
+    reject_unknown(raw, _RULE_FIELDS, where)
     responses_raw = raw.get("responses", [])
     if not isinstance(responses_raw, list):
         raise ValueError(f'{where}: "responses" must be a list of fault specs')
@@ -180,8 +182,8 @@ def _rule(index: int, raw: object, default: FaultSpec, base: Path, where: str) -
         sha256=_sha256_criterion(raw, base, where),
         image=raw.get("image"),
         variation=_variation_criterion(raw, where),
-        language=_text_criterion(raw, "language", where),
-        model=_model_criterion(raw, where),
+        language=optional_text(raw, "language", where),
+        model=optional_model(raw, where),
     )
 
 
@@ -216,17 +218,3 @@ def _variation_criterion(raw: Mapping[str, Any], where: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f'{where}: "variation" must be an integer >= 1, got {value!r}')
     return value
-
-
-def _text_criterion(raw: Mapping[str, Any], field: str, where: str) -> str | None:
-    if field not in raw:
-        return None
-    value = raw[field]
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f'{where}: "{field}" must be a non-empty string, got {value!r}')
-    return value.strip()
-
-
-def _model_criterion(raw: Mapping[str, Any], where: str) -> str | None:
-    value = _text_criterion(raw, "model", where)
-    return value.removeprefix("models/") if value is not None else None

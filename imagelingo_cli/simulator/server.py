@@ -8,6 +8,10 @@ the canned body (`faults.py`) or the marked image (`marking.py`), or reset/drop 
 connection. Control routes, never counted: ``GET /_simulator/stats`` and
 ``POST /_simulator/reset``. `stop()` wakes sleeping handlers and shuts every open connection,
 so it returns promptly even with stalled requests in flight.
+
+The Batch and Files API routes (`batch_routes`) are answered from a `BatchBook` and a
+`FileStore`; each line of a batch job gets its answer from the same decision and rendering as
+an interactive request (`Simulator._answer_line`), minus the per-minute pacing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -29,21 +34,32 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from imagelingo_cli.simulator import faults
+from imagelingo_cli.simulator.batch_routes import BatchRoutes, Delivery
+from imagelingo_cli.simulator.batch_script import BatchScript
+from imagelingo_cli.simulator.batches import BatchBook
+from imagelingo_cli.simulator.faults import format_duration
+from imagelingo_cli.simulator.files import FileStore, Storage
 from imagelingo_cli.simulator.marking import Rendering
-from imagelingo_cli.simulator.profiles import Decider, describe
+from imagelingo_cli.simulator.profiles import Decider, Decision, describe
 from imagelingo_cli.simulator.request import (
     GenerateRequest,
     Rejected,
+    Route,
     check_headers,
     is_known_model,
     parse_body,
+    parse_request,
     parse_route,
 )
 from imagelingo_cli.simulator.scenario import Scenario, load_scenario
+from imagelingo_cli.simulator.timeline import Timeline
 
 __all__ = ["Simulator"]
 
 _IDLE_TIMEOUT = 120.0  # seconds a keep-alive connection may sit idle
+_STREAM_CHUNK = 1 << 20
+_BATCH_PENDING = 1.0  # default seconds a batch job stays PENDING
+_BATCH_RUNNING = 3.0  # ... and then RUNNING
 _REDACTED_HEADERS = frozenset({"x-goog-api-key", "authorization"})
 
 
@@ -153,8 +169,11 @@ class Simulator:
     before every answer; `rpm` enables the token bucket (default 60 for ``rate-limited``);
     `scenario` is a JSON file path or dict (format: `imagelingo_cli.simulator.scenario`);
     `api_key`, when given, is the only key accepted (400 API_KEY_INVALID otherwise), else any
-    non-empty key is; a missing key is always 403. Raises ValueError for a bad profile, rpm,
-    latency or scenario.
+    non-empty key is; a missing key is always 403. Batch jobs spend `batch_pending` seconds
+    (default 1) PENDING and `batch_running` seconds (default 3) RUNNING (a scenario's ``batch``
+    section may say otherwise); `clock` (monotonic seconds) drives them and the rpm bucket, so
+    a test can inject one and never sleep. Raises ValueError for a bad profile, rpm, latency,
+    batch timing or scenario.
     """
 
     def __init__(
@@ -168,9 +187,19 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         api_key: str | None = None,
+        batch_pending: float | None = None,
+        batch_running: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {latency}")
+        batch_pending = _BATCH_PENDING if batch_pending is None else batch_pending
+        batch_running = _BATCH_RUNNING if batch_running is None else batch_running
+        if batch_pending < 0 or batch_running < 0:
+            raise ValueError(
+                f"batch timing must be >= 0 seconds, got pending {batch_pending}, "
+                f"running {batch_running}"
+            )
         self.profile = profile
         self.seed = seed
         self.latency = latency
@@ -178,7 +207,24 @@ class Simulator:
         self.port = port
         self.api_key = api_key
         self.scenario = load_scenario(scenario) if scenario is not None else None
-        self._decider = Decider(profile, seed=seed, rpm=rpm, scenario=self.scenario)
+        self._decider = Decider(profile, seed=seed, rpm=rpm, scenario=self.scenario, clock=clock)
+        self.batch_pending = batch_pending
+        self.batch_running = batch_running
+        self._storage = Storage()
+        timeline = Timeline(clock)
+        self._files = FileStore(self._storage, timeline)
+        self._script = self.scenario.batch if self.scenario is not None else BatchScript()
+        self._batches = BatchBook(
+            answer_line=self._answer_line,
+            files=self._files,
+            storage=self._storage,
+            timeline=timeline,
+            script=self._script,
+            pending=batch_pending,
+            running=batch_running,
+        )
+        self._batch_routes = BatchRoutes(self._batches, self._files, api_key)
+        self._files.drop_status_headers(self._script.upload_status_missing)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -217,6 +263,7 @@ class Simulator:
         server.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._storage.close()
 
     def __enter__(self) -> Simulator:
         self.start()
@@ -239,7 +286,11 @@ class Simulator:
 
     def describe(self) -> str:
         """One line for humans: the profile and its options."""
-        return describe(self._decider, self.latency)
+        timing = (
+            f"batch jobs pending {format_duration(self.batch_pending)}, "
+            f"running {format_duration(self.batch_running)}"
+        )
+        return f"{describe(self._decider, self.latency)}; {timing}"
 
     # --- stats ------------------------------------------------------------------------------
 
@@ -263,8 +314,19 @@ class Simulator:
         key replaced by ``<redacted, N chars>``), ``model``, ``language`` (tag),
         ``language_name``, ``variation``, ``mime_type``, ``image_bytes``, ``text``, ``key``, and
         for valid requests ``answer`` (the fault spec) and ``answered_by`` (``scenario.rules[i]``,
-        ``rpm`` or the profile), or None before the first request.
+        ``rpm`` or the profile), or None before the first request. ``by_key`` also counts the
+        lines of batch jobs, which are answered like requests.
+
+        ``batch``: ``creates`` (create requests seen, refused ones included), ``jobs_created``,
+        ``jobs`` (jobs not deleted, by state: ``{"BATCH_STATE_RUNNING": 1}``), ``lines``
+        (requests answered inside jobs), ``line_outcomes`` (by answer name, as ``outcomes``),
+        ``files`` (stored files by source: ``UPLOADED``, ``GENERATED``), ``uploads_started``.
         """
+        batch = {
+            **self._batches.stats(),
+            "files": self._files.counts(),
+            "uploads_started": self._files.uploads_started,
+        }
         with self._lock:
             return {
                 "requests": self._requests,
@@ -273,13 +335,19 @@ class Simulator:
                 "by_key": dict(self._by_key),
                 "outcomes": dict(self._outcomes),
                 "last_request": copy.deepcopy(self._last_request),
+                "batch": batch,
             }
 
     def reset_stats(self) -> None:
-        """Zero the counters and forget per-key history, scenario progress and bucket state."""
+        """Zero the counters and forget per-key history, scenario progress and bucket state.
+
+        Batch jobs and files stay (they are at Google); their counters are zeroed.
+        """
         with self._lock:
             self._reset_counters()
             self._decider.reset()
+        self._batches.reset_counters()
+        self._files.drop_status_headers(self._script.upload_status_missing)
 
     # --- request handling -------------------------------------------------------------------
 
@@ -334,8 +402,10 @@ class Simulator:
             "text": None,
             "key": None,
         }
+        if self._batch_routes.serves(handler.path):
+            self._serve_batch(handler, method, headers, body, seen)
+            return
         request: GenerateRequest | None = None
-        n = 0
         try:
             route = parse_route(handler.path)
             if route is None or method != "POST" or route.method != "generateContent":
@@ -361,21 +431,59 @@ class Simulator:
             text=request.text,
             key=request.key,
         )
-        with self._lock:
-            n = self._by_key.get(request.key, 0)
-            self._by_key[request.key] = n + 1
-            decision = self._decider.decide(request, n)
-            self._sequence += 1
-            sequence = self._sequence
+        decision, sequence = self._decide(request, paced=True)
         seen["answer"] = decision.fault.to_json()
         seen["answered_by"] = decision.source
         self._record(seen, decision.fault.name)
         self._pause(self.latency)
         self._send(handler, self._render(request, decision.fault, sequence))
 
-    def _record(self, seen: dict[str, Any], outcome: str) -> None:
+    def _serve_batch(
+        self,
+        handler: _Handler,
+        method: str,
+        headers: dict[str, str],
+        body: bytes,
+        seen: dict[str, Any],
+    ) -> None:
+        try:
+            delivery = self._batch_routes.serve(method, handler.path, headers, body)
+        except Rejected as rejected:
+            self._record(seen, rejected.outcome)
+            delivery = Delivery(rejected.reply)
+        else:
+            self._record(seen, None)
+        self._pause(self.latency)
+        self._send(handler, delivery.reply, delivery.headers, delivery.body_file)
+
+    def _decide(self, request: GenerateRequest, *, paced: bool) -> tuple[Decision, int]:
+        """Count the request against its key and choose its answer; also its sequence number."""
         with self._lock:
-            self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
+            n = self._by_key.get(request.key, 0)
+            self._by_key[request.key] = n + 1
+            decision = self._decider.decide(request, n, paced=paced)
+            self._sequence += 1
+            return decision, self._sequence
+
+    def _answer_line(self, payload: Any, model: str, api_version: str) -> tuple[str, faults.Reply]:
+        """What an interactive request with this body would get, for one line of a batch job.
+
+        A stall is not waited out: inside a job it is the backend giving up, a disconnect.
+        """
+        try:
+            request = parse_request(payload, Route(api_version, model, "generateContent", {}))
+        except Rejected as rejected:
+            return rejected.outcome, rejected.reply
+        decision, sequence = self._decide(request, paced=False)
+        if decision.fault.name == "stall":
+            return "stall", faults.Reply(action="disconnect")
+        return decision.fault.name, self._render(request, decision.fault, sequence)
+
+    def _record(self, seen: dict[str, Any], outcome: str | None) -> None:
+        """Keep `seen` as the last request; count `outcome` (None: a batch or file call)."""
+        with self._lock:
+            if outcome is not None:
+                self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
             self._last_request = seen
 
     def _pause(self, seconds: float) -> bool:
@@ -404,7 +512,14 @@ class Simulator:
             return faults.image_reply(fault, context, rendering, with_text=request.wants_text)
         return faults.fault_reply(fault, context)
 
-    def _send(self, handler: _Handler, reply: faults.Reply) -> None:
+    def _send(
+        self,
+        handler: _Handler,
+        reply: faults.Reply,
+        headers: tuple[tuple[str, str], ...] = (),
+        body_file: Path | None = None,
+    ) -> None:
+        """Send `reply` (with extra `headers`); `body_file`, when given, streams as the body."""
         try:
             if reply.action == "reset":
                 handler.close_connection = True
@@ -427,11 +542,19 @@ class Simulator:
             handler.send_header("X-Content-Type-Options", "nosniff")
             elapsed_ms = int((time.monotonic() - handler.started) * 1000)
             handler.send_header("Server-Timing", f"gfet4t7; dur={elapsed_ms}")
-            handler.send_header("Content-Length", str(len(reply.body)))
+            for name, value in headers:
+                handler.send_header(name, value)
+            length = body_file.stat().st_size if body_file is not None else len(reply.body)
+            handler.send_header("Content-Length", str(length))
             if self._stopping.is_set():
                 handler.close_connection = True
                 handler.send_header("Connection", "close")
             handler.end_headers()
-            handler.wfile.write(reply.body)
+            if body_file is None:
+                handler.wfile.write(reply.body)
+                return
+            with body_file.open("rb") as source:
+                for block in iter(lambda: source.read(_STREAM_CHUNK), b""):
+                    handler.wfile.write(block)
         except OSError:
             handler.close_connection = True
