@@ -9,7 +9,7 @@ A file is read once, hashed (its key), checked from the header before anything i
 (decompression bombs), fully decoded by Pillow (truncation, bad CRCs), and sent byte for byte
 unless it needs fixing: formats Gemini does not take become PNG, CMYK JPEG becomes RGB,
 16-bit PNG becomes 8-bit, animations keep their first frame, oversize images are downscaled.
-Output paths and atomic writes live in `outputs.py` and are re-exported here.
+Output paths and atomic writes live in `outputs.py`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath, PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from PIL import Image, features
 
 from .errors import ErrorCode, TranslationError
-from .outputs import TEMP_SUFFIX, extension_for, output_path, remove_stale_temp_files, write_atomic
+from .pathtext import encode_path
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -37,19 +37,14 @@ __all__ = [
     "MAX_SIDE",
     "SNIFF_BYTES",
     "SUPPORTED_MIME_TYPES",
-    "TEMP_SUFFIX",
     "BrokenImage",
     "DiscoveryProblem",
     "PreparedImage",
     "SourceImage",
     "discover",
-    "extension_for",
-    "output_path",
     "prepare_image",
-    "remove_stale_temp_files",
     "sniff_mime",
     "verify_image",
-    "write_atomic",
 ]
 
 SUPPORTED_MIME_TYPES: frozenset[str] = frozenset(
@@ -360,12 +355,7 @@ def _invalid(name: str, reason: str) -> TranslationError:
 
 def _display_name(path: Path) -> str:
     """The file name, quoted, printable and UTF-8-safe (undecodable bytes shown as \\xNN)."""
-    return "'" + printable(path.name or str(path)) + "'"
-
-
-def printable(path: PurePath | str) -> str:
-    """A path as UTF-8-safe text for the database and the screen (undecodable bytes as \\xNN)."""
-    return os.fsencode(str(path)).decode("utf-8", errors="backslashreplace")
+    return "'" + encode_path(path.name or str(path)) + "'"
 
 
 def _read(path: Path, name: str) -> bytes:

@@ -16,12 +16,13 @@ import hashlib
 import os
 import re
 import secrets
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 
 __all__ = [
     "TEMP_SUFFIX",
     "extension_for",
     "holds",
+    "mime_type_of",
     "output_path",
     "remove_stale_temp_files",
     "write_atomic",
@@ -57,6 +58,15 @@ def extension_for(mime_type: str) -> str:
     if kind == "image" and _SAFE_SUBTYPE.match(subtype):
         return subtype
     return "bin"
+
+
+def mime_type_of(path: PurePath) -> str:
+    """The MIME type an output's extension stands for (the inverse of `extension_for`)."""
+    suffix = path.suffix.lower().lstrip(".")
+    for mime, extension in _EXTENSIONS.items():
+        if extension == suffix:
+            return mime
+    return f"image/{suffix}"
 
 
 def output_path(

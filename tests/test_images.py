@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageFile, features
 
-from imagelingo_cli import images
+from imagelingo_cli import images, outputs
 from imagelingo_cli.errors import ErrorCode, TranslationError
 from imagelingo_cli.images import (
     MAX_SEND_BYTES,
@@ -24,12 +24,10 @@ from imagelingo_cli.images import (
     DiscoveryProblem,
     SourceImage,
     discover,
-    output_path,
     prepare_image,
-    remove_stale_temp_files,
     sniff_mime,
-    write_atomic,
 )
+from imagelingo_cli.outputs import output_path, remove_stale_temp_files, write_atomic
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 SAMPLE_MIMES = {
@@ -743,7 +741,7 @@ def test_output_path_rejects_unsafe_language(tmp_path: Path) -> None:
 
 
 def temp_files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.name.endswith(images.TEMP_SUFFIX)]
+    return [p for p in folder.rglob("*") if p.name.endswith(outputs.TEMP_SUFFIX)]
 
 
 def test_write_atomic_writes_content_and_leaves_no_temp(tmp_path: Path) -> None:

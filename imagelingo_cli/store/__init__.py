@@ -14,30 +14,45 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import sqlite3
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagelingo_cli.errors import TranslationError
+from imagelingo_cli.pathtext import decode_path
+from imagelingo_cli.states import AttemptOutcome, GenerationStatus, RunStatus, Trigger
 from imagelingo_cli.store.connection import (
     SCHEMA,
     StoreError,
     connect,
+    connect_empty,
+    connect_read_only,
     write_transaction,
 )
+from imagelingo_cli.store.liveness import run_alive
 
-__all__ = ["SCHEMA", "Claim", "GenerationKey", "Store", "StoreError", "new_id", "open_store"]
+__all__ = [
+    "SCHEMA",
+    "Claim",
+    "ClaimKind",
+    "GenerationKey",
+    "Store",
+    "StoreError",
+    "new_id",
+    "open_empty_store",
+    "open_store",
+    "open_store_read_only",
+]
 
 if TYPE_CHECKING:
     from imagelingo_cli.answers import Usage
-
-ACTIVE_STATUSES = ("pending", "running", "retrying")
 
 
 def now_iso() -> str:
@@ -72,13 +87,19 @@ class GenerationKey:
     backend: str
 
 
+class ClaimKind(StrEnum):
+    SEND = "send"  # taken by this run: send it
+    COMPLETED = "completed"  # done earlier
+    DONE_IN_RUN = "done_in_run"  # this run did it already, for an identical image
+    ABANDONED = "abandoned"
+    BUSY = "busy"  # another live run has it
+
+
 @dataclass(frozen=True)
 class Claim:
-    """What `claim_generation` decided for one variation."""
+    """What a claim decided for one variation, and its row as it stands."""
 
-    # "send"; "completed" (done earlier); "done_in_run" (this run did it for an identical
-    # image); "abandoned"; "busy" (another live run has it)
-    kind: str
+    kind: ClaimKind
     row: dict[str, Any]
 
 
@@ -99,13 +120,16 @@ class Store:
         options: dict[str, Any],
     ) -> str:
         run_id = new_id()
+        stamp = now_iso()
         self.db.execute(
-            "INSERT INTO runs (id, command, started_at, status, target_language, model, backend,"
-            " options, pid, host) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (id, command, started_at, heartbeat_at, status, target_language,"
+            " model, backend, options, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 run_id,
                 command,
-                now_iso(),
+                stamp,
+                stamp,
+                RunStatus.RUNNING,
                 target_language,
                 model,
                 backend,
@@ -116,44 +140,72 @@ class Store:
         )
         return run_id
 
-    def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None) -> None:
+    def renew_lease(self, run_id: str) -> None:
+        """The run's heartbeat: it is working (see `liveness`)."""
+        self.db.execute(
+            "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = ?",
+            [now_iso(), run_id, RunStatus.RUNNING],
+        )
+
+    def finish_run(
+        self, run_id: str, status: RunStatus, summary: dict[str, Any] | None = None
+    ) -> None:
         self.db.execute(
             "UPDATE runs SET status = ?, finished_at = ?, summary = ? WHERE id = ?",
             [status, now_iso(), json.dumps(summary, sort_keys=True) if summary else None, run_id],
         )
 
+    def register_output_folder(self, folder: str) -> None:
+        """A folder this run writes outputs into: no later run takes what is in it as input."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO output_folders (path, first_used_at) VALUES (?, ?)",
+            [folder, now_iso()],
+        )
+
+    def output_folders(self) -> list[str]:
+        rows = self.db.execute("SELECT path FROM output_folders ORDER BY path").fetchall()
+        return [decode_path(str(path)) for (path,) in rows]
+
+    def is_recorded_output(self, sha256: str) -> bool:
+        """Whether content with this digest is an output imagelingo wrote."""
+        row = self.db.execute(
+            "SELECT 1 FROM generations WHERE output_sha256 = ? LIMIT 1", [sha256]
+        ).fetchone()
+        return row is not None
+
     def other_live_runs(self) -> int:
         """Runs of other processes still working on this database."""
-        rows = self.db.execute("SELECT pid, host FROM runs WHERE status = 'running'").fetchall()
-        here = socket.gethostname()
-        return sum(1 for pid, host in rows if pid != os.getpid() and _alive(pid, host, here))
+        rows = self._rows("SELECT * FROM runs WHERE status = ?", [RunStatus.RUNNING])
+        return sum(1 for run in rows if run["pid"] != os.getpid() and run_alive(run))
 
     def count_runs(self) -> int:
         (count,) = self.db.execute("SELECT COUNT(*) FROM runs").fetchone()
         return int(count)
 
     def recover_dead_runs(self) -> int:
-        """Runs left `running` by a process that no longer exists become `interrupted`, with
-        their in-flight attempts and active variations. Returns how many runs were recovered."""
-        host = socket.gethostname()
-        rows = self.db.execute("SELECT id, pid, host FROM runs WHERE status = 'running'").fetchall()
-        dead = [run_id for run_id, pid, run_host in rows if not _alive(pid, run_host, host)]
+        """Runs left `running` by a process that is gone (its lease expired) become
+        `interrupted`, with their in-flight attempts; their unfinished variations become
+        `interrupted`, or `completed` again when they were completed before (a forced redo
+        cut short keeps the output it had). Returns how many runs were recovered."""
+        runs = self._rows("SELECT * FROM runs WHERE status = ?", [RunStatus.RUNNING])
+        dead = [run["id"] for run in runs if not run_alive(run)]
         for run_id in dead:
             with self.transaction():
                 stamp = now_iso()
                 self.db.execute(
-                    "UPDATE attempts SET outcome = 'interrupted', finished_at = ?"
+                    "UPDATE attempts SET outcome = ?, finished_at = ?"
                     " WHERE run_id = ? AND outcome IS NULL",
-                    [stamp, run_id],
+                    [AttemptOutcome.INTERRUPTED, stamp, run_id],
                 )
                 self.db.execute(
-                    "UPDATE generations SET status = 'interrupted', updated_at = ?"
+                    "UPDATE generations SET updated_at = ?, status = CASE WHEN output_path IS NULL"
+                    " THEN 'interrupted' ELSE 'completed' END"
                     " WHERE run_id = ? AND status IN ('pending', 'running', 'retrying')",
                     [stamp, run_id],
                 )
                 self.db.execute(
-                    "UPDATE runs SET status = 'interrupted', finished_at = ? WHERE id = ?",
-                    [stamp, run_id],
+                    "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
+                    [RunStatus.INTERRUPTED, stamp, run_id],
                 )
         return len(dead)
 
@@ -184,7 +236,7 @@ class Store:
                     "INSERT INTO generations (id, run_id, source_path, relative_path,"
                     " image_sha256, variation, target_language, model, backend, base_url, out_dir,"
                     " status, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         generation_id,
                         run_id,
@@ -197,73 +249,86 @@ class Store:
                         key.backend,
                         base_url,
                         out_dir,
+                        GenerationStatus.PENDING,
                         stamp,
                         stamp,
                     ],
                 )
-                return Claim("send", self.generation(generation_id))
-            if row["run_id"] == run_id and row["status"] != "pending":
-                return Claim("done_in_run", row)  # same content met again in this run
-            active = row["status"] in ACTIVE_STATUSES and row["run_id"] != run_id
-            if active and self._run_alive(row["run_id"]):
-                return Claim("busy", row)
-            if row["status"] == "completed" and not force:
-                return Claim("completed", row)
-            if row["status"] == "abandoned" and not force:
-                return Claim("abandoned", row)
+                return Claim(ClaimKind.SEND, self.generation(generation_id))
+            status = GenerationStatus(row["status"])
+            if row["run_id"] == run_id and status is not GenerationStatus.PENDING:
+                return Claim(ClaimKind.DONE_IN_RUN, row)  # same content met again in this run
+            if status.active and row["run_id"] != run_id and self._run_alive(row["run_id"]):
+                return Claim(ClaimKind.BUSY, row)
+            if status is GenerationStatus.COMPLETED and not force:
+                return Claim(ClaimKind.COMPLETED, row)
+            if status is GenerationStatus.ABANDONED and not force:
+                return Claim(ClaimKind.ABANDONED, row)
             self.db.execute(
-                "UPDATE generations SET run_id = ?, status = 'pending', source_path = ?,"
+                "UPDATE generations SET run_id = ?, status = ?, source_path = ?,"
                 " relative_path = ?, out_dir = ?, base_url = ?, updated_at = ? WHERE id = ?",
-                [run_id, source_path, relative_path, out_dir, base_url, stamp, row["id"]],
+                [
+                    run_id,
+                    GenerationStatus.PENDING,
+                    source_path,
+                    relative_path,
+                    out_dir,
+                    base_url,
+                    stamp,
+                    row["id"],
+                ],
             )
-            return Claim("send", self.generation(row["id"]))
+            return Claim(ClaimKind.SEND, self.generation(row["id"]))
 
     def claim_for_retry(self, generation_id: str, run_id: str) -> Claim:
         """Take a failed or interrupted variation for a retry-failed run."""
         with self.transaction():
             row = self.generation(generation_id)
-            if row["status"] in ACTIVE_STATUSES and self._run_alive(row["run_id"]):
-                return Claim("busy", row)
-            if row["status"] == "completed":
-                return Claim("completed", row)
-            if row["status"] == "abandoned":
-                return Claim("abandoned", row)
+            status = GenerationStatus(row["status"])
+            if row["run_id"] == run_id and status is not GenerationStatus.PENDING:
+                return Claim(ClaimKind.DONE_IN_RUN, row)
+            if status.active and self._run_alive(row["run_id"]):
+                return Claim(ClaimKind.BUSY, row)
+            if status is GenerationStatus.COMPLETED:
+                return Claim(ClaimKind.COMPLETED, row)
+            if status is GenerationStatus.ABANDONED:
+                return Claim(ClaimKind.ABANDONED, row)
             self.db.execute(
-                "UPDATE generations SET run_id = ?, status = 'pending', updated_at = ?"
-                " WHERE id = ?",
-                [run_id, now_iso(), generation_id],
+                "UPDATE generations SET run_id = ?, status = ?, updated_at = ? WHERE id = ?",
+                [run_id, GenerationStatus.PENDING, now_iso(), generation_id],
             )
-            return Claim("send", self.generation(generation_id))
+            return Claim(ClaimKind.SEND, self.generation(generation_id))
 
     def select_for_retry(
         self,
         *,
-        ids: list[str],
-        run_id: str | None,
-        codes: list[str],
-        transient_only: bool,
+        ids: Sequence[str] = (),
+        run_id: str | None = None,
+        codes: Sequence[str] = (),
+        transient_only: bool = False,
     ) -> list[dict[str, Any]]:
-        """Failed or interrupted, not abandoned variations, oldest first. `ids` may be prefixes."""
-        where = ["status IN ('failed', 'interrupted')"]
+        """Failed or interrupted, not abandoned variations, oldest first: those with these
+        exact `ids`, and/or that `run_id` worked on, and/or whose last error has one of the
+        `codes`."""
+        where = ["g.status IN ('failed', 'interrupted')"]
         params: list[Any] = []
         if ids:
-            where.append("(" + " OR ".join("id LIKE ?" for _ in ids) + ")")
-            params += [f"{i.lower()}%" for i in ids]
+            where.append(f"g.id IN ({', '.join('?' * len(ids))})")
+            params += list(ids)
         if run_id:
             where.append(
-                "id IN (SELECT generation_id FROM attempts WHERE run_id LIKE ?"
-                " UNION SELECT id FROM generations WHERE run_id LIKE ?)"
+                "(g.run_id = ? OR g.id IN (SELECT generation_id FROM attempts WHERE run_id = ?))"
             )
-            params += [f"{run_id.lower()}%", f"{run_id.lower()}%"]
+            params += [run_id, run_id]
         if codes:
-            where.append("error_code IN (" + ", ".join("?" for _ in codes) + ")")
-            params += [c.upper() for c in codes]
+            where.append(f"g.error_code IN ({', '.join('?' * len(codes))})")
+            params += list(codes)
         if transient_only:
-            where.append("is_retryable = 1")
-        sql = f"SELECT * FROM generations WHERE {' AND '.join(where)} ORDER BY created_at, id"
-        cursor = self.db.execute(sql, params)
-        names = [c[0] for c in cursor.description]
-        return [_native_paths(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+            where.append("g.is_retryable = 1")
+        return self._rows(
+            f"SELECT g.* FROM generations g WHERE {' AND '.join(where)} ORDER BY g.created_at, g.id",
+            params,
+        )
 
     def generation(self, generation_id: str) -> dict[str, Any]:
         row = self._row("SELECT * FROM generations WHERE id = ?", [generation_id])
@@ -280,26 +345,51 @@ class Store:
         return str(row[0]) if row else None
 
     def fail_unsent(self, generation_id: str, error: TranslationError) -> None:
-        """A variation that failed without a request (bad file, or the run stopped sending)."""
+        """A variation that failed without a request (bad file, or the run stopped sending).
+        One that was completed before keeps its status and output."""
         stamp = now_iso()
         self.db.execute(
-            "UPDATE generations SET status = 'failed', error_code = ?, error_message = ?,"
+            "UPDATE generations SET status = ?, error_code = ?, error_message = ?,"
             " is_retryable = ?, first_error_at = COALESCE(first_error_at, ?), updated_at = ?"
-            " WHERE id = ?",
-            [error.code.value, error.message, int(error.transient), stamp, stamp, generation_id],
+            " WHERE id = ? AND output_path IS NULL",
+            [
+                GenerationStatus.FAILED,
+                error.code.value,
+                error.message,
+                int(error.transient),
+                stamp,
+                stamp,
+                generation_id,
+            ],
         )
+        self._settle(generation_id, stamp)
 
     def mark_interrupted(self, generation_id: str) -> None:
+        stamp = now_iso()
         self.db.execute(
-            "UPDATE generations SET status = 'interrupted', updated_at = ? WHERE id = ?"
-            " AND status IN ('pending', 'running', 'retrying')",
-            [now_iso(), generation_id],
+            "UPDATE generations SET status = ?, updated_at = ? WHERE id = ?"
+            " AND status IN ('pending', 'running', 'retrying') AND output_path IS NULL",
+            [GenerationStatus.INTERRUPTED, stamp, generation_id],
+        )
+        self._settle(generation_id, stamp)
+
+    def _settle(self, generation_id: str, stamp: str) -> None:
+        """A variation that was completed before this run took it (a forced redo) stays
+        completed with its output, whatever became of the redo."""
+        self.db.execute(
+            "UPDATE generations SET status = ?, pending_output = NULL,"
+            " pending_output_sha256 = NULL, updated_at = ? WHERE id = ?"
+            " AND output_path IS NOT NULL AND status != ?",
+            [GenerationStatus.COMPLETED, stamp, generation_id, GenerationStatus.COMPLETED],
         )
 
     # -- attempts --
 
-    def start_attempt(self, generation_id: str, run_id: str, trigger: str) -> tuple[str, int]:
-        """Record a request about to be sent; returns (attempt id, attempt number)."""
+    def start_attempt(
+        self, generation_id: str, run_id: str, trigger: Trigger, *, model: str | None = None
+    ) -> tuple[str, int]:
+        """Record a request about to be sent; returns (attempt id, attempt number). `model`:
+        the model asked, when not the variation's own (retry-failed --model)."""
         attempt_id = new_id()
         stamp = now_iso()
         with self.transaction():
@@ -308,14 +398,14 @@ class Store:
             ).fetchone()
             self.db.execute(
                 "INSERT INTO attempts (id, generation_id, run_id, attempt_number, trigger,"
-                " started_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [attempt_id, generation_id, run_id, number, trigger, stamp],
+                " started_at, model) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [attempt_id, generation_id, run_id, number, trigger, stamp, model],
             )
             self.db.execute(
-                "UPDATE generations SET status = 'running', attempt_count = ?, retry_count = ?,"
+                "UPDATE generations SET status = ?, attempt_count = ?, retry_count = ?,"
                 " last_retry_at = CASE WHEN ? > 1 THEN ? ELSE last_retry_at END, updated_at = ?"
                 " WHERE id = ?",
-                [number, number - 1, number, stamp, stamp, generation_id],
+                [GenerationStatus.RUNNING, number, number - 1, number, stamp, stamp, generation_id],
             )
         return attempt_id, number
 
@@ -328,15 +418,17 @@ class Store:
         duration_ms: int,
         retry_in_ms: int | None,
     ) -> None:
-        """Record a failed attempt, with the tokens its answer was billed if it had one;
-        `retry_in_ms` is the wait before the next one (None: final)."""
+        """Record a failed attempt; `retry_in_ms` is the wait planned before the next one
+        (None: it was the last). A variation completed before keeps its output and status;
+        the failure stays on the attempt."""
         stamp = now_iso()
         with self.transaction():
             self.db.execute(
-                "UPDATE attempts SET outcome = 'failed', finished_at = ?, duration_ms = ?,"
+                "UPDATE attempts SET outcome = ?, finished_at = ?, duration_ms = ?,"
                 " error_code = ?, error_message = ?, http_status = ?, api_status = ?,"
                 " retry_after_ms = ?, wait_before_next_ms = ? WHERE id = ?",
                 [
+                    AttemptOutcome.FAILED,
                     stamp,
                     duration_ms,
                     error.code.value,
@@ -350,12 +442,14 @@ class Store:
             )
             if error.usage is not None:
                 self._record_usage(attempt_id, error.usage)
+            status = GenerationStatus.FAILED if retry_in_ms is None else GenerationStatus.RETRYING
             self.db.execute(
                 "UPDATE generations SET status = ?, error_code = ?, error_message = ?,"
                 " is_retryable = ?, first_error_at = COALESCE(first_error_at, ?), updated_at = ?,"
-                " pending_output = NULL, pending_output_sha256 = NULL WHERE id = ?",
+                " pending_output = NULL, pending_output_sha256 = NULL"
+                " WHERE id = ? AND output_path IS NULL",
                 [
-                    "failed" if retry_in_ms is None else "retrying",
+                    status,
                     error.code.value,
                     error.message,
                     int(error.transient),
@@ -364,6 +458,14 @@ class Store:
                     generation_id,
                 ],
             )
+            if retry_in_ms is None:
+                self._settle(generation_id, stamp)
+            else:  # a forced redo of a completed variation that will retry
+                self.db.execute(
+                    "UPDATE generations SET status = ?, updated_at = ? WHERE id = ?"
+                    " AND output_path IS NOT NULL",
+                    [GenerationStatus.RETRYING, stamp, generation_id],
+                )
 
     def attempt_succeeded(
         self,
@@ -372,6 +474,7 @@ class Store:
         *,
         duration_ms: int,
         output_path: str,
+        output_sha256: str,
         usage: Usage,
     ) -> bool:
         """Record success. The variation's one credit is charged on its first success only;
@@ -382,17 +485,23 @@ class Store:
                 "SELECT credits_charged FROM generations WHERE id = ?", [generation_id]
             ).fetchone()
             self.db.execute(
-                "UPDATE attempts SET outcome = 'succeeded', finished_at = ?, duration_ms = ?"
-                " WHERE id = ?",
-                [stamp, duration_ms, attempt_id],
+                "UPDATE attempts SET outcome = ?, finished_at = ?, duration_ms = ? WHERE id = ?",
+                [AttemptOutcome.SUCCEEDED, stamp, duration_ms, attempt_id],
             )
             self._record_usage(attempt_id, usage)
             self.db.execute(
-                "UPDATE generations SET status = 'completed', output_path = ?, error_code = NULL,"
-                " error_message = NULL, is_retryable = NULL, credits_charged = 1,"
-                " pending_output = NULL, pending_output_sha256 = NULL,"
+                "UPDATE generations SET status = ?, output_path = ?, output_sha256 = ?,"
+                " error_code = NULL, error_message = NULL, is_retryable = NULL,"
+                " credits_charged = 1, pending_output = NULL, pending_output_sha256 = NULL,"
                 " completed_at = ?, updated_at = ? WHERE id = ?",
-                [output_path, stamp, stamp, generation_id],
+                [
+                    GenerationStatus.COMPLETED,
+                    output_path,
+                    output_sha256,
+                    stamp,
+                    stamp,
+                    generation_id,
+                ],
             )
         return not charged_before
 
@@ -415,17 +524,23 @@ class Store:
                 [generation_id],
             ).fetchone()
             self.db.execute(
-                "UPDATE attempts SET outcome = 'succeeded', finished_at = COALESCE(finished_at, ?)"
+                "UPDATE attempts SET outcome = ?, finished_at = COALESCE(finished_at, ?)"
                 " WHERE generation_id = ? AND attempt_number = ?"
-                " AND (outcome IS NULL OR outcome = 'interrupted')",
-                [stamp, generation_id, attempts],
+                " AND (outcome IS NULL OR outcome = ?)",
+                [
+                    AttemptOutcome.SUCCEEDED,
+                    stamp,
+                    generation_id,
+                    attempts,
+                    AttemptOutcome.INTERRUPTED,
+                ],
             )
             self.db.execute(
-                "UPDATE generations SET status = 'completed', output_path = pending_output,"
-                " error_code = NULL, error_message = NULL, is_retryable = NULL,"
-                " credits_charged = 1, pending_output = NULL, pending_output_sha256 = NULL,"
-                " completed_at = ?, updated_at = ? WHERE id = ?",
-                [stamp, stamp, generation_id],
+                "UPDATE generations SET status = ?, output_path = pending_output,"
+                " output_sha256 = pending_output_sha256, error_code = NULL, error_message = NULL,"
+                " is_retryable = NULL, credits_charged = 1, pending_output = NULL,"
+                " pending_output_sha256 = NULL, completed_at = ?, updated_at = ? WHERE id = ?",
+                [GenerationStatus.COMPLETED, stamp, stamp, generation_id],
             )
         return not charged_before
 
@@ -445,9 +560,9 @@ class Store:
 
     def attempt_interrupted(self, attempt_id: str, *, duration_ms: int) -> None:
         self.db.execute(
-            "UPDATE attempts SET outcome = 'interrupted', finished_at = ?, duration_ms = ?"
+            "UPDATE attempts SET outcome = ?, finished_at = ?, duration_ms = ?"
             " WHERE id = ? AND outcome IS NULL",
-            [now_iso(), duration_ms, attempt_id],
+            [AttemptOutcome.INTERRUPTED, now_iso(), duration_ms, attempt_id],
         )
 
     def check_writable(self) -> None:
@@ -466,71 +581,49 @@ class Store:
         """One short write transaction (see `connection.write_transaction`)."""
         return write_transaction(self.db)
 
-    def _row(self, sql: str, params: list[Any]) -> dict[str, Any] | None:
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         cursor = self.db.execute(sql, params)
-        found = cursor.fetchone()
-        if found is None:
-            return None
-        return _native_paths(dict(zip([c[0] for c in cursor.description], found, strict=True)))
+        names = [c[0] for c in cursor.description]
+        return [_decode_paths(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+
+    def _row(self, sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
 
     def _run_alive(self, run_id: str | None) -> bool:
         if run_id is None:
             return False
-        row = self._row("SELECT status, pid, host FROM runs WHERE id = ?", [run_id])
-        if row is None or row["status"] != "running":
-            return False
-        return _alive(row["pid"], row["host"], socket.gethostname())
+        return run_alive(self._row("SELECT * FROM runs WHERE id = ?", [run_id]))
 
     def close(self) -> None:
         self.db.close()
 
 
-# Paths are stored as UTF-8 text, each byte that is not UTF-8 written `\xNN` (images.printable).
-_ESCAPED_BYTE = re.compile(r"(\\x[89a-f][0-9a-f])")
-
-
-def _native_path(text: str) -> str:
-    r"""A stored path as the file system names it: each `\xNN` escape becomes its byte again
-    (held by Python as a surrogate, as os.listdir gives it)."""
-    parts = _ESCAPED_BYTE.split(text)
-    raw = b"".join(
-        bytes([int(part[2:], 16)]) if index % 2 else part.encode("utf-8")
-        for index, part in enumerate(parts)
-    )
-    return os.fsdecode(raw)
-
-
-def _native_paths(row: dict[str, Any]) -> dict[str, Any]:
-    """A row's paths that were stored with escaped non-UTF-8 bytes get those bytes back, so the
-    source can be read again and the output found (resume, retry-failed). A path that exists
-    exactly as written (a name that really holds a backslash) is left alone."""
+def _decode_paths(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's paths as the file system names them (see `pathtext`), so the source can be read
+    again and the output found (resume, retry-failed)."""
     for column in ("source_path", "out_dir", "output_path", "pending_output"):
         value = row.get(column)
-        if isinstance(value, str) and _ESCAPED_BYTE.search(value) and not os.path.lexists(value):
-            row[column] = _native_path(value)
-            if column == "source_path" and isinstance(row.get("relative_path"), str):
-                row["relative_path"] = _native_path(row["relative_path"])
+        if isinstance(value, str):
+            decoded = decode_path(value)
+            if column == "source_path" and decoded != value:
+                row["relative_path"] = decode_path(str(row["relative_path"]))
+            row[column] = decoded
     return row
-
-
-def _alive(pid: int | None, run_host: str | None, this_host: str) -> bool:
-    """Whether the process that owns a run still exists. On another host we cannot tell: assume so."""
-    if run_host != this_host:
-        return True
-    if pid is None:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def open_store(path: Path) -> Store:
     """Open (creating if needed) and migrate the database. Raises StoreError with a reason."""
     path = path.expanduser()
     return Store(connect(path), path)
+
+
+def open_empty_store() -> Store:
+    """A store with nothing in it (in memory), for reading when no database exists yet."""
+    return Store(connect_empty(), None)
+
+
+def open_store_read_only(path: Path) -> Store:
+    """Open an existing database for reading only. Raises StoreError with a reason."""
+    path = path.expanduser()
+    return Store(connect_read_only(path), path)

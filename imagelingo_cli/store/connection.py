@@ -1,6 +1,7 @@
 """Opening the database file, safely when any number of processes do it at the same moment.
 
     connect(path) -> sqlite3.Connection   WAL, busy timeout, schema migrated; StoreError if not
+    connect_read_only(path)              an existing database, for reading (migrated if older)
     write_transaction(conn)              BEGIN IMMEDIATE ... COMMIT, waiting out lock errors
     retry_busy(action)                   run `action`, waiting out lock errors SQLite returns
                                          without calling its busy handler
@@ -27,13 +28,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import quote
 
 BUSY_TIMEOUT_S = 30.0
 MIGRATION_SET = "imagelingo"
 
 # The migrations this version knows, in order (their code is in `schema`, imported only when
 # a database needs them, so that read commands start fast). Never edit one once released.
-SCHEMA = ("m001_initial", "m002_output_intent", "m003_answer_thoughts_tokens")
+SCHEMA = (
+    "m001_initial",
+    "m002_output_intent",
+    "m003_answer_thoughts_tokens",
+    "m004_run_leases",
+)
 
 T = TypeVar("T")
 
@@ -99,6 +106,40 @@ def connect(path: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Conn
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise _refusal(path, exc, busy_timeout) from None
+    return conn
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """The existing database at `path`, opened for reading only. A database of an older
+    schema is migrated first (the one write a read command may make)."""
+    path = path.expanduser()
+    uri = f"file:{quote(os.fspath(path.resolve()))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        applied = retry_busy(lambda: _applied_migrations(conn))
+    except sqlite3.DatabaseError as exc:
+        raise _refusal(path, exc, BUSY_TIMEOUT_S) from None
+    unknown = [name for name in applied if name not in SCHEMA]
+    if unknown:
+        conn.close()
+        raise StoreError(
+            f"{path} was written by a newer imagelingo (schema {unknown[-1]}); upgrade imagelingo"
+        )
+    if list(SCHEMA) != applied:
+        conn.close()
+        connect(path).close()
+        return connect_read_only(path)
+    return conn
+
+
+def connect_empty() -> sqlite3.Connection:
+    """A database in memory with the whole schema and nothing recorded: what a read command
+    reads when there is no database yet."""
+    from imagelingo_cli.store.schema import migrate
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    with write_transaction(conn):
+        migrate(conn)
     return conn
 
 

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from imagelingo_cli.states import RETRYABLE_STATUSES
 from imagelingo_cli.store import Store, now_iso
 
 DEFAULT_MAX_ATTEMPTS = 3
-ABANDONABLE = ("failed", "interrupted")
+ABANDONABLE = RETRYABLE_STATUSES
 _ABANDONABLE_SQL = "status IN ('failed', 'interrupted')"
 
 # `{attempts}` is a FROM-clause source of attempts rows. `numbered` gives each its round;
@@ -160,7 +161,25 @@ def history(store: Store, filters: HistoryFilter) -> list[dict[str, Any]]:
     return rows
 
 
-def _unique_prefix(text: str, *neighbours: str | None, shortest: int = 10) -> str:
+SHORT_ID = 8  # like git: ids are shown by their shortest unique prefix, never under 8
+
+
+def short_ids(store: Store, ids: Sequence[str]) -> dict[str, str]:
+    """Each variation id's shortest unique prefix (at least SHORT_ID characters): what
+    `history` shows and every command accepts."""
+    shown = {}
+    for generation_id in ids:
+        (before,) = store.db.execute(
+            "SELECT MAX(id) FROM generations WHERE id < ?", [generation_id]
+        ).fetchone()
+        (after,) = store.db.execute(
+            "SELECT MIN(id) FROM generations WHERE id > ?", [generation_id]
+        ).fetchone()
+        shown[generation_id] = _unique_prefix(generation_id, before, after)
+    return shown
+
+
+def _unique_prefix(text: str, *neighbours: str | None, shortest: int = SHORT_ID) -> str:
     """The shortest prefix of `text` (at least `shortest` long) that no sorted neighbour shares."""
     common = 0
     for other in neighbours:
@@ -381,10 +400,10 @@ def abandon(store: Store, generation_ids: Sequence[str]) -> int:
     return int(cursor.rowcount)
 
 
-def abandon_matching(store: Store, *, run_id: str | None, codes: Sequence[str]) -> int:
-    """Abandon every failed or interrupted variation of a run and/or with one of the codes."""
+def abandonable(store: Store, *, run_id: str | None, codes: Sequence[str]) -> list[dict[str, Any]]:
+    """The failed or interrupted variations of a run and/or with one of the codes."""
     clauses = [_ABANDONABLE_SQL]
-    params: list[Any] = [now_iso()]
+    params: list[Any] = []
     if run_id is not None:
         clauses.append(
             "(run_id = ? OR id IN (SELECT generation_id FROM attempts WHERE run_id = ?))"
@@ -393,10 +412,9 @@ def abandon_matching(store: Store, *, run_id: str | None, codes: Sequence[str]) 
     if codes:
         clauses.append(f"error_code IN ({', '.join('?' * len(codes))})")
         params += list(codes)
-    with store.transaction():
-        cursor = store.db.execute(
-            "UPDATE generations SET status = 'abandoned', updated_at = ? WHERE "
-            + " AND ".join(clauses),
-            params,
-        )
-    return int(cursor.rowcount)
+    return _dicts(
+        store,
+        "SELECT id, relative_path, variation, target_language, status, error_code"
+        f" FROM generations WHERE {' AND '.join(clauses)} ORDER BY created_at, id",
+        params,
+    )

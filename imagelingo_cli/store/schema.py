@@ -97,15 +97,26 @@ def m001_initial(db: Database) -> None:
 
 @migrations()
 def m002_output_intent(db: Database) -> None:
-    # Where a variation's output is being written, and the digest of its bytes, committed
+    # Where a variation's output is being written and the digest of its bytes, committed
     # before the write: a run killed between the write and its record leaves a file that the
-    # next run adopts instead of paying for the translation again.
+    # next run adopts instead of paying for the translation again. The digest of a written
+    # output, and the folders outputs go to, keep imagelingo from taking its own outputs as
+    # inputs.
     db.executescript(
         """
         ALTER TABLE generations ADD COLUMN pending_output TEXT;
         ALTER TABLE generations ADD COLUMN pending_output_sha256 TEXT;
+        ALTER TABLE generations ADD COLUMN output_sha256 TEXT;
         CREATE INDEX generations_pending_output ON generations (pending_output)
             WHERE pending_output IS NOT NULL;
+        CREATE INDEX generations_output_sha256 ON generations (output_sha256)
+            WHERE output_sha256 IS NOT NULL;
+        CREATE TABLE output_folders (
+            path TEXT PRIMARY KEY,
+            first_used_at TEXT NOT NULL
+        ) WITHOUT ROWID;
+        INSERT OR IGNORE INTO output_folders (path, first_used_at)
+            SELECT out_dir, MIN(created_at) FROM generations GROUP BY out_dir;
         """
     )
 
@@ -114,6 +125,18 @@ def m002_output_intent(db: Database) -> None:
 def m003_answer_thoughts_tokens(db: Database) -> None:
     """Thinking tokens of an answer, billed apart from its output tokens."""
     db.execute("ALTER TABLE attempts ADD COLUMN thoughts_tokens INTEGER")
+
+
+@migrations()
+def m004_run_leases(db: Database) -> None:
+    # A run renews heartbeat_at while it works; one whose heartbeat is old is dead wherever it
+    # ran. An attempt records the model it asked when that is not its variation's own.
+    db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN heartbeat_at TEXT;
+        ALTER TABLE attempts ADD COLUMN model TEXT;
+        """
+    )
 
 
 def migrate(conn: sqlite3.Connection) -> None:
