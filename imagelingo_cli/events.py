@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from imagelingo_cli.errors import TranslationError
+from imagelingo_cli.states import RunStatus, SkipReason
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,13 @@ class VariationFailed:
     attempts: int  # attempts made in this round (0: never sent)
     error: ErrorInfo
     sent: bool  # False: refused locally or not sent because the run stopped sending
+    kept_output: str | None = None  # a forced redo failed: the earlier output stays
 
 
 @dataclass(frozen=True)
 class VariationSkipped:
     ref: VariationRef
-    reason: str  # e.g. "already completed", "abandoned", "being processed by another run"
+    reason: SkipReason
     output_path: str | None = None
 
 
@@ -126,9 +128,19 @@ class RateStatus:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """A variation that failed in a run, for the failure panel and the summary."""
+
+    ref: VariationRef
+    error: ErrorInfo
+    attempts: int  # in this run's round (0: not sent)
+    kept_output: str | None = None
+
+
+@dataclass(frozen=True)
 class Summary:
     run_id: str
-    status: str  # completed, failed, interrupted
+    status: RunStatus
     total: int
     completed: int
     failed: int
@@ -137,7 +149,7 @@ class Summary:
     attempts: int
     credits_charged: int
     elapsed: float
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

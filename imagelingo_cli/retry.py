@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from imagelingo_cli.errors import DEFAULT_AUTO_RETRY, ErrorCode, TranslationError
+from imagelingo_cli.errors import DEFAULT_AUTO_RETRY, ErrorCode, SetupError, TranslationError
+
+MAX_RETRIES = 10
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,17 @@ class RetryPolicy:
     max_delay: float = 30.0
     jitter: float = 0.2  # up to +20 %, so concurrent retries do not fire together
     max_wait: float = 60.0  # a server delay beyond this is not waited for: QUOTA_EXHAUSTED
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_retries <= MAX_RETRIES:
+            raise SetupError(
+                f"automatic retries must be between 0 and {MAX_RETRIES} (got {self.max_retries})"
+            )
+        if not self.max_wait >= 0:
+            raise SetupError(f"the longest wait cannot be negative (got {self.max_wait:g} s)")
+        unretryable = sorted(c.value for c in self.auto_retry_codes if not c.can_be_transient)
+        if unretryable:
+            raise SetupError(f"{', '.join(unretryable)} cannot be retried automatically")
 
     @property
     def max_attempts(self) -> int:

@@ -1,35 +1,44 @@
-"""The library entry points behind `process` and `retry-failed`: turn a request into image
-jobs and translators, run the batch, and clean up. Callable without Typer."""
+"""The library entry points behind `process` and `retry-failed`: validate a request, turn it
+into image jobs and translators, run the batch, and clean up. Callable without Typer.
+
+    plan_process(request, store) -> jobs          SetupError: nothing can be sent
+    run_process(request, jobs, store, ...) -> Summary
+    plan_retry(request) -> jobs                   SetupError: nothing can be sent
+    run_retry(request, jobs, store, ...) -> Summary
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from imagelingo_cli import events as ev
 from imagelingo_cli.clock import Clock
 from imagelingo_cli.control import BatchControl
-from imagelingo_cli.engine import (
-    Batch,
-    BatchOptions,
-    ImageJob,
-    Translator,
-    VariationSpec,
-)
+from imagelingo_cli.engine import Batch, BatchOptions, ImageJob, Translator, VariationSpec
 from imagelingo_cli.errors import SetupError
 from imagelingo_cli.gemini import GeminiTranslator, check_base_url
 from imagelingo_cli.images import SourceImage, discover
 from imagelingo_cli.languages import Language, resolve_language
 from imagelingo_cli.retry import RetryPolicy
+from imagelingo_cli.states import Trigger
 from imagelingo_cli.store import Store
 
 SIMULATOR_KEY = "simulator-key"  # the in-process simulator needs no real key
+SIMULATOR_BACKEND = "simulator:"
 # The flaky profile is seeded; with this seed the quickstart on sample_images meets every kind
 # of weather once: rate limits that clear, a timeout, an overloaded server and a refusal.
 DEMO_SEED = 52
+MAX_VARIATIONS = 100
+NO_KEY = (
+    "no API key. Set GEMINI_API_KEY (export GEMINI_API_KEY=your-key; get one at "
+    "https://aistudio.google.com/apikey), or try the built-in simulator: "
+    "imagelingo process PATH --simulate flaky"
+)
 
 
 @dataclass(frozen=True)
@@ -39,12 +48,18 @@ class Connection:
     api_key: str | None = None
     simulate: str | None = None  # simulator profile
     base_url: str | None = None
-    timeout: float = 120.0
+    timeout: float = 120.0  # seconds per attempt, in total
     simulator_seed: int = DEMO_SEED
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise SetupError(f"the timeout must be more than 0 seconds (got {self.timeout:g})")
+        if self.simulate is None:
+            check_base_url(self.base_url)
 
     @property
     def backend(self) -> str:
-        return f"simulator:{self.simulate}" if self.simulate else "gemini"
+        return f"{SIMULATOR_BACKEND}{self.simulate}" if self.simulate else "gemini"
 
 
 @dataclass(frozen=True)
@@ -60,20 +75,49 @@ class ProcessRequest:
     force: bool = False
     rpm: float | None = None
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.variations <= MAX_VARIATIONS:
+            raise SetupError(
+                f"variations must be between 1 and {MAX_VARIATIONS} (got {self.variations})"
+            )
+        if self.connection.simulate is None and not self.connection.api_key:
+            raise SetupError(NO_KEY)
 
-def plan_process(request: ProcessRequest) -> list[ImageJob]:
-    """Check the base URL and the output folder, and find the images (no content is read here)."""
-    if request.variations < 1:
-        raise SetupError("--variations must be at least 1")
-    check_base_url(request.connection.base_url)
+    def batch_options(self) -> BatchOptions:
+        return BatchOptions(
+            command="process",
+            trigger=Trigger.AUTO,
+            policy=self.policy,
+            concurrency=self.concurrency,
+            rpm=self.rpm,
+            force=self.force,
+            base_url=self.connection.base_url,
+            run_options={
+                "paths": [str(p) for p in self.paths],
+                "variations": self.variations,
+                "out": str(self.out_dir),
+                "concurrency": self.concurrency,
+                **_policy_options(self.policy),
+                "timeout": self.connection.timeout,
+                "force": self.force,
+                "rpm": self.rpm,
+                "backend": self.connection.backend,
+            },
+        )
+
+
+def plan_process(request: ProcessRequest, store: Store) -> list[ImageJob]:
+    """Check the output folder and find the images (no content is read here). Folders
+    imagelingo has written outputs to are never searched: its outputs are not inputs."""
     out_dir = _usable_out_dir(request.out_dir, request.paths)
     specs = tuple(
         VariationSpec(n, request.language, request.model, request.connection.backend, out_dir)
         for n in range(1, request.variations + 1)
     )
+    exclude = [out_dir, *(Path(folder) for folder in store.output_folders())]
     jobs: list[ImageJob] = []
     try:
-        for found in discover(list(request.paths), exclude=[out_dir]):
+        for found in discover(list(request.paths), exclude=exclude):
             if isinstance(found, SourceImage):
                 jobs.append(ImageJob(found, specs))
             else:  # recorded as a failure of its own, so nothing found is silently dropped
@@ -91,8 +135,8 @@ def _usable_out_dir(out_dir: Path, inputs: Sequence[Path]) -> Path:
         source = given.expanduser().resolve()
         if source == resolved or resolved in source.parents:
             raise SetupError(
-                f"--out {out_dir} contains the input {given}: translated images would be read "
-                "as input next time; choose an output folder outside it"
+                f"the output folder {out_dir} contains the input {given}: translated images "
+                "would be read as input next time; choose an output folder outside it"
             )
     try:
         resolved.mkdir(parents=True, exist_ok=True)
@@ -119,11 +163,7 @@ async def open_translator(connection: Connection, concurrency: int) -> AsyncIter
             stack.callback(simulator.stop)
             api_key = SIMULATOR_KEY
         if not api_key:
-            raise SetupError(
-                "no API key: set GEMINI_API_KEY (export GEMINI_API_KEY=...; get one at "
-                "https://aistudio.google.com/apikey), or try the built-in simulator with "
-                "--simulate flaky"
-            )
+            raise SetupError(NO_KEY)
         translator = GeminiTranslator(
             api_key,
             base_url=base_url,
@@ -143,34 +183,11 @@ async def run_process(
     emit: Callable[[ev.Event], None],
     control: BatchControl | None = None,
 ) -> ev.Summary:
-    options = BatchOptions(
-        command="process",
-        trigger="auto",
-        policy=request.policy,
-        concurrency=request.concurrency,
-        rpm=request.rpm,
-        force=request.force,
-        base_url=request.connection.base_url,
-        run_options={
-            "paths": [str(p) for p in request.paths],
-            "variations": request.variations,
-            "out": str(request.out_dir),
-            "concurrency": request.concurrency,
-            "max_retries": request.policy.max_retries,
-            "auto_retry": request.policy.auto_retry,
-            "auto_retry_codes": sorted(c.value for c in request.policy.auto_retry_codes),
-            "max_wait": request.policy.max_wait,
-            "timeout": request.connection.timeout,
-            "force": request.force,
-            "rpm": request.rpm,
-            "backend": request.connection.backend,
-        },
-    )
     async with open_translator(request.connection, request.concurrency) as translator:
         batch = Batch(
             store,
             {request.connection.backend: translator},
-            options,
+            request.batch_options(),
             clock=clock,
             emit=emit,
             control=control,
@@ -179,17 +196,75 @@ async def run_process(
 
 
 @dataclass(frozen=True)
-class RetrySelection:
-    ids: list[str] = field(default_factory=list)
-    run_id: str | None = None
-    codes: list[str] = field(default_factory=list)
-    transient_only: bool = False
+class RetryRequest:
+    """Retry these failed variations (database rows), each with what it was made with, except
+    what is given here: a model to ask instead, and the connection of the present flags and
+    environment (its key and base URL win over what a variation recorded)."""
+
+    rows: Sequence[dict[str, Any]]
+    policy: RetryPolicy
+    concurrency: int
+    connection: Connection  # simulate is ignored: each variation's backend decides
+    model: str | None = None
+    rpm: float | None = None
+    seed: int = DEMO_SEED  # the simulator's, for variations made with --simulate
+
+    def __post_init__(self) -> None:
+        needs_key = any(not _simulated(row) for row in self.rows)
+        if needs_key and not self.connection.api_key:
+            raise SetupError(
+                "no API key: these variations were sent to Gemini. Set GEMINI_API_KEY "
+                "(export GEMINI_API_KEY=your-key) and run imagelingo retry-failed again."
+            )
+
+    def batch_options(self) -> BatchOptions:
+        return BatchOptions(
+            command="retry-failed",
+            trigger=Trigger.MANUAL,
+            policy=self.policy,
+            concurrency=self.concurrency,
+            rpm=self.rpm,
+            base_url=self.connection.base_url,
+            run_options={
+                "generations": [str(row["id"]) for row in self.rows],
+                "concurrency": self.concurrency,
+                **_policy_options(self.policy),
+                "timeout": self.connection.timeout,
+                "model": self.model,
+                "rpm": self.rpm,
+            },
+        )
+
+    def connections(self) -> dict[str, Connection]:
+        """The connection each recorded backend needs: the simulator profile it used, or
+        Gemini, at the present base URL if one is given, else at the one it recorded."""
+        found: dict[str, Connection] = {}
+        present = self.connection
+        for row in self.rows:
+            backend = str(row["backend"])
+            if backend in found:
+                continue
+            if _simulated(row):
+                profile = backend.removeprefix(SIMULATOR_BACKEND)
+                found[backend] = Connection(
+                    simulate=profile, timeout=present.timeout, simulator_seed=self.seed
+                )
+            else:
+                recorded = str(row["base_url"]) if row.get("base_url") else None
+                found[backend] = Connection(
+                    api_key=present.api_key,
+                    base_url=present.base_url or recorded,
+                    timeout=present.timeout,
+                )
+        return found
 
 
-def plan_retry(rows: Sequence[dict[str, object]]) -> list[ImageJob]:
-    """One job per source image and content, each variation with the parameters it was made with."""
-    grouped: dict[tuple[str, str], list[dict[str, object]]] = {}
-    for row in rows:
+def plan_retry(request: RetryRequest) -> list[ImageJob]:
+    """One job per source image and content, each variation with the parameters it was made
+    with. SetupError (before anything is sent) for a recorded language this version does not
+    know."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in request.rows:
         grouped.setdefault((str(row["source_path"]), str(row["image_sha256"])), []).append(row)
     jobs = []
     for (source_path, sha), members in grouped.items():
@@ -197,12 +272,13 @@ def plan_retry(rows: Sequence[dict[str, object]]) -> list[ImageJob]:
         source = SourceImage(Path(source_path), PurePosixPath(str(first["relative_path"])))
         specs = tuple(
             VariationSpec(
-                variation=int(str(row["variation"])),
+                variation=int(row["variation"]),
                 language=resolve_language(str(row["target_language"])),
                 model=str(row["model"]),
                 backend=str(row["backend"]),
                 out_dir=Path(str(row["out_dir"])),
                 generation_id=str(row["id"]),
+                send_model=request.model if request.model != row["model"] else None,
             )
             for row in members
         )
@@ -212,69 +288,40 @@ def plan_retry(rows: Sequence[dict[str, object]]) -> list[ImageJob]:
     return jobs
 
 
-def connections_for(
-    rows: Sequence[dict[str, object]], *, api_key: str | None, timeout: float, seed: int
-) -> dict[str, Connection]:
-    """The connection each recorded backend needs: the simulator profile it used, or Gemini."""
-    found: dict[str, Connection] = {}
-    for row in rows:
-        backend = str(row["backend"])
-        if backend in found:
-            continue
-        if backend.startswith("simulator:"):
-            profile = backend.split(":", 1)[1]
-            found[backend] = Connection(simulate=profile, timeout=timeout, simulator_seed=seed)
-        else:
-            base_url = str(row["base_url"]) if row.get("base_url") else None
-            found[backend] = Connection(api_key=api_key, base_url=base_url, timeout=timeout)
-    return found
-
-
-async def run_retry_failed(
-    rows: Sequence[dict[str, object]],
+async def run_retry(
+    request: RetryRequest,
+    jobs: Sequence[ImageJob],
     store: Store,
     *,
-    policy: RetryPolicy,
-    concurrency: int,
-    api_key: str | None,
-    timeout: float,
     clock: Clock,
     emit: Callable[[ev.Event], None],
     control: BatchControl | None = None,
-    rpm: float | None = None,
 ) -> ev.Summary:
     """A new run over the chosen failed variations: a manual round for each."""
-    jobs = plan_retry(rows)
-    # Each retry round gets a fresh simulator seed, as a later real request meets new weather.
-    seed = store.count_runs()
-    connections = connections_for(rows, api_key=api_key, timeout=timeout, seed=seed)
-    options = BatchOptions(
-        command="retry-failed",
-        trigger="manual",
-        policy=policy,
-        concurrency=concurrency,
-        rpm=rpm,
-        run_options={
-            "generations": [str(row["id"]) for row in rows],
-            "concurrency": concurrency,
-            "max_retries": policy.max_retries,
-            "auto_retry": policy.auto_retry,
-            "auto_retry_codes": sorted(c.value for c in policy.auto_retry_codes),
-            "max_wait": policy.max_wait,
-            "timeout": timeout,
-        },
-    )
-    models = sorted({str(row["model"]) for row in rows})
-    languages = sorted({str(row["target_language"]) for row in rows})
+    models = sorted({str(row["model"]) for row in request.rows})
+    languages = sorted({str(row["target_language"]) for row in request.rows})
     async with AsyncExitStack() as stack:
         translators: dict[str, Translator] = {}
-        for backend, connection in connections.items():
+        for backend, connection in request.connections().items():
             translators[backend] = await stack.enter_async_context(
-                open_translator(connection, concurrency)
+                open_translator(connection, request.concurrency)
             )
-        batch = Batch(store, translators, options, clock=clock, emit=emit, control=control)
-        return await batch.run(
-            jobs,
-            language=",".join(languages),
-            model=",".join(models),
+        batch = Batch(
+            store, translators, request.batch_options(), clock=clock, emit=emit, control=control
         )
+        return await batch.run(
+            jobs, language=",".join(languages), model=request.model or ",".join(models)
+        )
+
+
+def _simulated(row: dict[str, Any]) -> bool:
+    return str(row["backend"]).startswith(SIMULATOR_BACKEND)
+
+
+def _policy_options(policy: RetryPolicy) -> dict[str, object]:
+    return {
+        "max_retries": policy.max_retries,
+        "auto_retry": policy.auto_retry,
+        "auto_retry_codes": sorted(c.value for c in policy.auto_retry_codes),
+        "max_wait": policy.max_wait,
+    }
