@@ -6,6 +6,7 @@ its path); `IMAGELINGO_CONFIG` points elsewhere. Environment variables are IMAGE
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from typing import Any
 
 from imagelingo_cli.errors import DEFAULT_AUTO_RETRY, ErrorCode, SetupError
 from imagelingo_cli.languages import resolve_language
+from imagelingo_cli.retry import MAX_RETRIES
 
 DEFAULT_MODEL = "gemini-2.5-flash-image"  # GA image model; see the README for why
 
@@ -47,6 +49,32 @@ def _positive_int(value: str) -> int:
     if not 1 <= number <= 256:
         raise ValueError(f"{number} is out of range (1 to 256)")
     return number
+
+
+def _retries(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a whole number") from None
+    if not 0 <= number <= MAX_RETRIES:
+        raise ValueError(f"{number} is out of range (0 to {MAX_RETRIES})")
+    return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number of seconds") from None
+    if not number >= 0 or number == float("inf"):
+        raise ValueError(f"{value!r} is not a number of seconds")
+    return number
+
+
+def _path(value: str) -> str:
+    if not value.strip():
+        raise ValueError("an empty path")
+    return value
 
 
 def _boolean(value: str) -> bool:
@@ -82,6 +110,10 @@ KEYS: Mapping[str, _Key] = {
     "auto_retry_codes": _Key(
         _codes, tuple(sorted(c.value for c in DEFAULT_AUTO_RETRY)), "codes retried automatically"
     ),
+    "max_retries": _Key(_retries, 2, "automatic retries per variation (--max-retries)"),
+    "max_wait": _Key(_seconds, 60.0, "longest server-asked wait, in seconds (--max-wait)"),
+    "timeout": _Key(_seconds, 120.0, "deadline of one attempt, in seconds (--timeout)"),
+    "out": _Key(_path, "imagelingo-out", "folder for the translated images (--out)"),
 }
 
 
@@ -92,6 +124,10 @@ class Settings:
     concurrency: int
     auto_retry: bool
     auto_retry_codes: tuple[str, ...]
+    max_retries: int
+    max_wait: float
+    timeout: float
+    out: str
     sources: Mapping[str, str]  # key -> "flag", "environment", "settings file", "default"
 
 
@@ -142,16 +178,44 @@ def resolve(
 
 def set_value(name: str, text: str) -> Any:
     """Validate and store one setting; returns the stored value. ValueError lists valid keys."""
-    import tomli_w
-
     if name not in KEYS:
         raise ValueError(f"unknown setting {name!r} (valid: {', '.join(KEYS)})")
     value = KEYS[name].parse(text)
     path = settings_path()
     stored = read_file(path)
     stored[name] = list(value) if isinstance(value, tuple) else value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        tomli_w.dump(stored, handle)
+    _write(path, stored)
     return value
+
+
+def unset_value(name: str) -> bool:
+    """Remove one setting from the file (back to its default); whether it was set."""
+    if name not in KEYS:
+        raise ValueError(f"unknown setting {name!r} (valid: {', '.join(KEYS)})")
+    path = settings_path()
+    stored = read_file(path)
+    if name not in stored:
+        return False
+    del stored[name]
+    _write(path, stored)
+    return True
+
+
+def _write(path: Path, stored: Mapping[str, Any]) -> None:
+    """Write the whole file under a temporary name, then rename it into place: a crash leaves
+    the old file or the new one, never half of one."""
+    import tomli_w
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            tomli_w.dump(dict(stored), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise

@@ -359,7 +359,7 @@ def test_non_utf8_file_name_is_translated_and_resumed_without_resending(
     code, output = run(cli, sim, folder, "--json")
     assert code == 0, output
     assert sim.stats()["requests"] == 2, output  # nothing sent again
-    assert output.count("already completed") == 2
+    assert output.count('"reason": "completed"') == 2
 
 
 def test_non_utf8_file_name_failure_is_retried_from_the_same_file(
@@ -423,10 +423,10 @@ def library_run(cli: Cli, sim: Simulator, folder: Path, between: Callable[[], No
         concurrency=2,
         connection=Connection(api_key=TEST_KEY, base_url=sim.base_url),
     )
-    jobs = plan_process(request)
+    store = open_store(cli.db_path)
+    jobs = plan_process(request, store)
     assert len(jobs) == 2
     between()
-    store = open_store(cli.db_path)
     events: list[ev.Event] = []
     try:
 

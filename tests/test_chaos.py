@@ -218,12 +218,18 @@ def test_kill_9_at_many_moments_loses_nothing_and_resends_nothing_completed(
                 (f"{folder}/%",),
             )
             assert [r["credits_charged"] for r in rows] == [1] * 10
-            # The dead run's work was recognised as interrupted, never failed or completed.
+            # The dead run's attempts in flight were interrupted, never failed; one whose output
+            # was already on disk succeeded (its file was recorded), and was not sent again.
             for attempt in in_flight:
                 (row,) = query(
-                    cli.db_path, "SELECT outcome FROM attempts WHERE id = ?", (attempt["id"],)
+                    cli.db_path,
+                    "SELECT a.outcome, g.image_sha256 || ':' || g.variation AS key"
+                    " FROM attempts a JOIN generations g ON g.id = a.generation_id WHERE a.id = ?",
+                    (attempt["id"],),
                 )
-                assert row["outcome"] == "interrupted"
+                assert row["outcome"] in ("interrupted", "succeeded"), row
+                if row["outcome"] == "succeeded":
+                    assert resent[row["key"]] == 0, (moment, row)
             assert not query(cli.db_path, "SELECT id FROM runs WHERE status = 'running'")
             assert not query(cli.db_path, "SELECT id FROM attempts WHERE outcome IS NULL")
             assert temp_files(out) == []

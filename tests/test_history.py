@@ -14,6 +14,7 @@ from conftest import Cli
 from imagelingo_cli.answers import Usage
 from imagelingo_cli.cli.when import parse_since
 from imagelingo_cli.errors import ErrorCode, TranslationError
+from imagelingo_cli.states import Trigger
 from imagelingo_cli.store import GenerationKey, Store, open_store
 
 WIDE = {"COLUMNS": "250"}
@@ -60,18 +61,19 @@ class Recorder:
         error: TranslationError,
         *,
         wait_ms: int | None = None,
-        trigger: str = "auto",
+        trigger: Trigger = Trigger.AUTO,
     ) -> None:
         attempt, _ = self.store.start_attempt(gid, run, trigger)
         self.store.attempt_failed(attempt, gid, error, duration_ms=412, retry_in_ms=wait_ms)
 
-    def succeed(self, gid: str, run: str, *, trigger: str = "auto") -> None:
+    def succeed(self, gid: str, run: str, *, trigger: Trigger = Trigger.AUTO) -> None:
         attempt, _ = self.store.start_attempt(gid, run, trigger)
         self.store.attempt_succeeded(
             attempt,
             gid,
             duration_ms=1290,
             output_path=f"/out/{gid}.png",
+            output_sha256=gid.ljust(64, "0"),
             usage=Usage(
                 prompt_tokens=1000, output_tokens=290, total_tokens=1290, model_version="m"
             ),
@@ -201,7 +203,7 @@ def test_code_run_since_and_limit_filter_in_sql(
     assert codes == {"TIMEOUT", "CONFIG_ERROR"}
     later = rec.run("retry-failed")
     rec.retry_round(mixed["timeout"], later)
-    rec.succeed(mixed["timeout"], later, trigger="manual")
+    rec.succeed(mixed["timeout"], later, trigger=Trigger.MANUAL)
     assert [r["id"] for r in history_json(cli, "--run", later[:20])] == [mixed["timeout"]]
     since = [r["id"] for r in history_json(cli, "--since", "2025-11-28T20:05:00Z")]
     assert since == [mixed["timeout"], mixed["interrupted"], mixed["abandoned"]]
@@ -225,7 +227,7 @@ def test_manual_round_counts_again_from_one(cli: Cli, rec: Recorder) -> None:
         rec.fail(gid, run, RATE, wait_ms=wait)
     later = rec.run("retry-failed", max_retries=1)
     rec.retry_round(gid, later)
-    rec.fail(gid, later, RATE, wait_ms=2000, trigger="manual")
+    rec.fail(gid, later, RATE, wait_ms=2000, trigger=Trigger.MANUAL)
     rec.succeed(gid, later)
     assert history_json(cli)[0]["story"] == "Completed on attempt 5 (2/2 of round 2)"
 
@@ -309,7 +311,13 @@ def test_abandon_marks_failures_abandoned_and_refuses_completed(
 def test_abandon_by_run_and_code(cli: Cli, rec: Recorder, mixed: dict[str, str]) -> None:
     """abandon --run R --code C: only that run's failures with that code."""
     run = cli.rows("SELECT run_id FROM generations WHERE id = ?", (mixed["config"],))[0]["run_id"]
-    result = cli("abandon", "--run", run, "--code", "CONFIG_ERROR")
+    preview = cli("abandon", "--run", run, "--code", "CONFIG_ERROR", "--dry-run")
+    assert preview.exit_code == 0 and "Would abandon 1 variation:" in preview.output
+    assert mixed["config"][:8] in preview.output
+    unconfirmed = cli("abandon", "--run", run, "--code", "CONFIG_ERROR")
+    assert unconfirmed.exit_code == 2 and "--yes" in unconfirmed.output
+    assert not cli.rows("SELECT id FROM generations WHERE status = 'abandoned'")
+    result = cli("abandon", "--run", run, "--code", "CONFIG_ERROR", "--yes")
     assert result.exit_code == 0 and "Abandoned 1 variation." in result.output
     rows = cli.rows("SELECT id FROM generations WHERE status = 'abandoned'")
     assert [r["id"] for r in rows] == [mixed["config"]]

@@ -18,6 +18,7 @@ from imagelingo_cli.cli.reporters import (
     render_failure_panel,
     render_summary_line,
 )
+from imagelingo_cli.states import RunStatus, SkipReason
 
 RATE_LIMIT = ev.ErrorInfo("RATE_LIMIT", "Rate Limit", "Resource has been exhausted.", True, 429)
 TIMEOUT = ev.ErrorInfo("TIMEOUT", "Timeout", "The read operation timed out", True)
@@ -147,7 +148,7 @@ def test_not_sent_skipped_interrupted_and_waiting_wording() -> None:
     state = new_state(clock, total=5)
     state.apply(ev.VariationFailed(ref(1), 0, QUOTA, sent=False))
     state.apply(ev.VariationFailed(ref(2), 0, INVALID, sent=False))
-    state.apply(ev.VariationSkipped(ref(3), "already completed", "out/x.png"))
+    state.apply(ev.VariationSkipped(ref(3), SkipReason.COMPLETED, "out/x.png"))
     state.apply(ev.VariationInterrupted(ref(4), 1))
     state.apply(ev.VariationQueued(ref(5)))
     out = render(state)
@@ -286,29 +287,20 @@ def test_render_table_snapshot_at_width_100() -> None:
 
 
 def _summary() -> ev.Summary:
+    rate = ev.ErrorInfo(
+        "RATE_LIMIT",
+        "Rate Limit",
+        "Resource has been exhausted\n(e.g. check quota). " + "x" * 300,
+        True,
+    )
+    key = ev.ErrorInfo(
+        "CONFIG_ERROR", "Config Error", "API key not valid. Please pass a valid API key.", False
+    )
     failures = [
-        {
-            "generation_id": "01JA-RATE",
-            "image": "cafe-menu.jpg",
-            "variation": 1,
-            "language": "es",
-            "code": "RATE_LIMIT",
-            "message": "Resource has been exhausted\n(e.g. check quota). " + "x" * 300,
-            "transient": True,
-            "attempts": 3,
-        },
-        {
-            "generation_id": "01JB-KEY",
-            "image": "menus/breakfast.png",
-            "variation": 2,
-            "language": "fr",
-            "code": "CONFIG_ERROR",
-            "message": "API key not valid. Please pass a valid API key.",
-            "transient": False,
-            "attempts": 1,
-        },
+        ev.Failure(ev.VariationRef("01JA-RATE", "cafe-menu.jpg", 1, "es"), rate, 3),
+        ev.Failure(ev.VariationRef("01JB-KEY", "menus/breakfast.png", 2, "fr"), key, 1),
     ]
-    return ev.Summary("run-1", "failed", 10, 8, 2, 0, 0, 13, 8, 14.23, failures)
+    return ev.Summary("run-1", RunStatus.FAILED, 10, 8, 2, 0, 0, 13, 8, 14.23, failures)
 
 
 def test_failure_panel_lists_each_failure_with_its_retry_command() -> None:
@@ -331,7 +323,7 @@ def test_summary_line_and_interrupted_hint() -> None:
     assert render_summary_line(_summary()) == (
         "8 completed, 2 failed, 0 skipped in 14.2 s · 13 attempts · 8 credits"
     )
-    stopped = ev.Summary("run-2", "interrupted", 10, 7, 0, 0, 3, 7, 7, 3.0)
+    stopped = ev.Summary("run-2", RunStatus.INTERRUPTED, 10, 7, 0, 0, 3, 7, 7, 3.0)
     assert render_summary_line(stopped).splitlines()[1] == (
         "Interrupted: 3 variations not finished. Run the same command again to resume."
     )
@@ -382,7 +374,7 @@ def test_json_reporter_writes_one_object_per_line() -> None:
     assert len(objects) == len(_script())
     assert objects[0]["event"] == "batch_started"
     assert objects[-1]["event"] == "batch_finished"
-    assert objects[-1]["summary"]["failures"][1]["generation_id"] == "01JB-KEY"
+    assert objects[-1]["summary"]["failures"][1]["ref"]["generation_id"] == "01JB-KEY"
 
 
 def test_live_reporter_leaves_the_final_table_and_survives_a_clock_outside_the_loop() -> None:

@@ -49,7 +49,7 @@ def test_cooldown_holds_every_new_attempt_until_the_server_delay(tmp_path: Path)
             concurrency=1,
             connection=Connection(api_key=TEST_KEY, base_url=sim.base_url),
         )
-        jobs = plan_process(request)
+        jobs = plan_process(request, store)
 
         async def main() -> ev.Summary:
             return await run_process(request, jobs, store, clock=clock, emit=collect)

@@ -108,7 +108,7 @@ def test_the_key_is_never_written_anywhere(
     assert {"internal", "invalid_argument", "deadline", "ok"} <= set(outcomes), outcomes
     closed = "http://127.0.0.1:9"  # nothing listens: connection refused, NETWORK_ERROR
     out2 = str(tmp_path / "out2")
-    run("process", str(images / "shop-sign.png"), "--out", out2, "--base-url", closed, "--force")
+    run("process", str(images / "shop-sign.png"), "--out", out2, "--base-url", closed, "--to", "fr")
     failed = query(run.db, "SELECT id FROM generations WHERE status = 'failed'")
     assert failed, "the last run should leave a failure to show"
     for args in (

@@ -31,6 +31,10 @@ def test_defaults_when_nothing_is_set(cli: Cli) -> None:
         "concurrency": (4, "default"),
         "auto_retry": (True, "default"),
         "auto_retry_codes": (["RATE_LIMIT", "TIMEOUT"], "default"),
+        "max_retries": (2, "default"),
+        "max_wait": (60.0, "default"),
+        "timeout": (120.0, "default"),
+        "out": ("imagelingo-out", "default"),
     }
 
 

@@ -241,7 +241,7 @@ def test_a_database_from_a_newer_imagelingo_is_refused(
     [
         (["--model", "gemini 2.5"], ["'gemini 2.5' is not a model name"]),
         (["--model", "models/gemini-2.5-flash-image/extra"], ["is not a model name"]),
-        (["--variations", "0"], ["--variations must be at least 1"]),
+        (["--variations", "0"], ["variations must be between 1 and 100 (got 0)"]),
         (["--concurrency", "0"], ["concurrency", "0 is out of range"]),
         (["--to", "klingonish-xx"], ["unknown language 'klingonish-xx'", "BCP-47"]),
         (["--to", "xx-yy"], ["unknown language 'xx-yy'", "BCP-47"]),

@@ -10,6 +10,8 @@ import pytest
 from conftest import Cli
 from test_history import CONFIG, QUOTA, RATE, TIMEOUT, Recorder
 
+from imagelingo_cli.states import Trigger
+
 BUCKETS = ("recovered_auto", "recovered_manual", "still_failed", "abandoned", "unfinished")
 
 
@@ -42,7 +44,7 @@ def runs(rec: Recorder) -> dict[str, str]:
     rec.store.db.execute("UPDATE generations SET status = 'abandoned' WHERE id = ?", [dropped])
     second = rec.run("retry-failed")
     rec.retry_round(manual, second)
-    rec.fail(manual, second, RATE, wait_ms=2000, trigger="manual")
+    rec.fail(manual, second, RATE, wait_ms=2000, trigger=Trigger.MANUAL)
     rec.succeed(manual, second)
     rec.store.finish_run(second, "completed")
     return {"first": first, "second": second}

@@ -60,6 +60,11 @@ def main() -> None:
     except KeyboardInterrupt:  # before a batch watches signals (start-up) or after it
         print("imagelingo: interrupted.", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # `imagelingo history | head`: the reader has what it wanted
+        from imagelingo_cli.cli.common import silence_stdout
+
+        silence_stdout()
+        sys.exit(0)
     except Exception as exc:
         if os.environ.get("IMAGELINGO_DEBUG"):
             raise

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from imagelingo_cli import events as ev
-from imagelingo_cli.cli.common import exit_code, fail_setup
+from imagelingo_cli.cli.common import exit_code, fail_setup, silence_stdout
 from imagelingo_cli.cli.reporters import (
     JsonReporter,
     LiveReporter,
@@ -44,50 +44,82 @@ def clock_from(ctx: typer.Context) -> Clock:
 def run_batch(
     start: Callable[[BatchControl], Awaitable[ev.Summary]],
     *,
-    emit: Callable[[ev.Event], None],
+    reporter: Reporter,
     grace: float = STOP_GRACE_S,
 ) -> ev.Summary:
     """Run one batch on the asyncio loop (google-genai needs asyncio). The first SIGINT or
-    SIGTERM stops new attempts and gives those in flight `grace` seconds; a second one
-    cancels them at once."""
+    SIGTERM, or the output closing (`| head`), stops new attempts and gives those in flight
+    `grace` seconds; a second signal cancels them at once. A SetupError found on the way is
+    exit 2, one line."""
 
-    async def main() -> ev.Summary:
+    async def main() -> ev.Summary | SetupError:
         control = BatchControl()
+        result: ev.Summary | SetupError
         async with anyio.create_task_group() as group:
-            group.start_soon(_watch_signals, control, grace, group, emit)
+            stopper = _Stopper(control, group, grace, reporter)
+            reporter.on_closed(lambda: stopper.stop("output closed"))
+            group.start_soon(_watch_signals, stopper)
             try:
-                summary = await start(control)
-            except SetupError as exc:
-                group.cancel_scope.cancel()
-                fail_setup(str(exc))
+                result = await start(control)
+            except (SetupError, BaseExceptionGroup) as exc:
+                result = _setup_error(exc)
             group.cancel_scope.cancel()
-        return summary
+        return result
 
-    return anyio.run(main, backend="asyncio")
+    result = anyio.run(main, backend="asyncio")
+    if isinstance(result, SetupError):
+        fail_setup(str(result))
+    return result
 
 
-async def _watch_signals(
-    control: BatchControl,
-    grace: float,
-    group: anyio.abc.TaskGroup,
-    emit: Callable[[ev.Event], None],
-) -> None:
+def _setup_error(exc: BaseException) -> SetupError:
+    """The SetupError that stopped the batch, also from inside its task groups; anything
+    else is raised on."""
+    if isinstance(exc, SetupError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        found, rest = exc.split(SetupError)
+        if found is not None and rest is None:
+            first: BaseException = found
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            assert isinstance(first, SetupError)
+            return first
+    raise exc
+
+
+class _Stopper:
+    """Stops the batch once gently (no new attempts, `grace` seconds for those in flight),
+    and at once the second time."""
+
+    def __init__(
+        self, control: BatchControl, group: anyio.abc.TaskGroup, grace: float, emit: Reporter
+    ) -> None:
+        self.control = control
+        self.group = group
+        self.grace = grace
+        self.emit = emit
+
+    def stop(self, reason: str) -> None:
+        if self.control.stop_requested:
+            self.emit(ev.StopRequested(reason, 0.0))
+            self.control.abort()
+            return
+        self.emit(ev.StopRequested(reason, self.grace))
+        self.control.request_stop()
+        self.group.start_soon(self._abort_after)
+
+    async def _abort_after(self) -> None:
+        await anyio.sleep(self.grace)
+        self.control.abort()
+
+
+async def _watch_signals(stopper: _Stopper) -> None:
     if not _can_watch_signals():
         await anyio.sleep_forever()
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            if control.stop_requested:
-                emit(ev.StopRequested(signal.Signals(signum).name, 0.0))
-                control.abort()
-                continue
-            emit(ev.StopRequested(signal.Signals(signum).name, grace))
-            control.request_stop()
-            group.start_soon(_abort_after, control, grace)
-
-
-async def _abort_after(control: BatchControl, grace: float) -> None:
-    await anyio.sleep(grace)
-    control.abort()
+            stopper.stop(signal.Signals(signum).name)
 
 
 def _can_watch_signals() -> bool:
@@ -113,11 +145,15 @@ def _tolerate_undecodable_names() -> None:
         sys.stdout.reconfigure(errors="surrogateescape")
 
 
-def report_outcome(summary: ev.Summary, json_output: bool) -> NoReturn:
-    """After a batch: the failure panel and summary (not with --json), then the exit code."""
-    if not json_output:
+def report_outcome(summary: ev.Summary, reporter: Reporter, json_output: bool) -> NoReturn:
+    """After a batch: the failure panel and summary (not with --json, not to a closed
+    output), then the exit code."""
+    if not json_output and not reporter.closed:
         console = Console(highlight=False)
-        if summary.failures:
-            console.print(render_failure_panel(summary))
-        console.print(render_summary_line(summary))
+        try:
+            if summary.failures:
+                console.print(render_failure_panel(summary))
+            console.print(render_summary_line(summary))
+        except BrokenPipeError:
+            silence_stdout()
     raise typer.Exit(exit_code(summary))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagelingo_cli.cli.common import fail_setup, open_db
+from imagelingo_cli.cli.common import fail_setup, read_db
 from imagelingo_cli.cli.when import HELP as SINCE_HELP
 from imagelingo_cli.cli.when import parse_since
 
@@ -83,7 +83,7 @@ def history(
     except ValueError as exc:
         fail_setup(str(exc))
     codes = parse_codes(code)
-    store = open_db(db)
+    store = read_db(db)
     try:
         filters = queries.HistoryFilter(
             errors=errors,

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from imagelingo_cli import events as ev
+from imagelingo_cli.states import SkipReason
 
 STATUSES = ("waiting", "sending", "retrying", "completed", "failed", "skipped", "interrupted")
 ACTIVE = frozenset({"sending", "retrying"})
@@ -98,7 +99,7 @@ class ProgressState:
                 row.retry_at = None
                 if event.attempt == 1 or row.first_started_at is None:
                     row.first_started_at = now
-                self._set(row, "sending", f"{_attempt(row)}: Sending…", now)
+                self._set(row, "sending", describe(event), now)
             case ev.AttemptFailed(ref=ref):
                 row = self._row(ref, now)
                 row.attempt, row.max_attempts, row.error = (
@@ -106,35 +107,34 @@ class ProgressState:
                     event.max_attempts,
                     event.error,
                 )
-                failed = f"{_attempt(row)}: Failed - {event.error.label}"
                 if event.retry_in is None:
                     row.retry_at = None
-                    self._set(row, "failed", failed, now)
+                    self._set(row, "failed", describe(event), now)
                 else:
                     row.retry_at = (
                         event.retry_at if event.retry_at is not None else now + event.retry_in
                     )
-                    self._set(row, "retrying", failed, now)
+                    self._set(row, "retrying", describe(event), now)
             case ev.VariationCompleted(ref=ref):
                 row = self._row(ref, now)
                 row.attempt, row.max_attempts = event.attempt, event.max_attempts
                 row.retry_at, row.output_path = None, event.output_path
                 self._finish(row, now)
-                self._set(row, "completed", f"{_attempt(row)}: Succeeded", now)
+                self._set(row, "completed", describe(event), now)
             case ev.VariationFailed(ref=ref):
                 row = self._row(ref, now)
                 row.error, row.retry_at = event.error, None
                 if event.sent:
                     self._finish(row, now)
-                self._set(row, "failed", failure_text(event.error, event.attempts, event.sent), now)
+                self._set(row, "failed", describe(event), now)
             case ev.VariationSkipped(ref=ref):
                 row = self._row(ref, now)
                 row.output_path = event.output_path
-                self._set(row, "skipped", f"Skipped - {event.reason}", now)
+                self._set(row, "skipped", describe(event), now)
             case ev.VariationInterrupted(ref=ref):
                 row = self._row(ref, now)
                 row.retry_at = None
-                self._set(row, "interrupted", "Interrupted - run again to resume", now)
+                self._set(row, "interrupted", describe(event), now)
             case ev.SendingStopped():
                 self.stopped = event.error
             case ev.StopRequested():
@@ -199,10 +199,6 @@ class ProgressState:
 # -- words --
 
 
-def _attempt(row: Row) -> str:
-    return f"Attempt {row.attempt}/{row.max_attempts}"
-
-
 def _seconds(ms: int) -> str:
     return f"{ms / 1000:g}s"
 
@@ -212,9 +208,42 @@ def countdown(until: float, now: float) -> int:
     return max(0, math.ceil(until - now - 1e-6))
 
 
-def failure_text(error: ev.ErrorInfo, attempts: int, sent: bool) -> str:
+SKIPPED = {
+    SkipReason.COMPLETED: "already completed",
+    SkipReason.RECOVERED: "already completed (its output, written before a crash, is now recorded)",
+    SkipReason.SAME_CONTENT: "same content as another image of this run",
+    SkipReason.ABANDONED: "abandoned (use --force to translate it again)",
+    SkipReason.BUSY: "being processed by another imagelingo run",
+    SkipReason.OUTPUT_OF_OURS: "this file is an output imagelingo wrote",
+}
+
+
+def describe(event: ev.Event) -> str:
+    """A variation's state after `event`, in the words the table's Detail column and the
+    plain lines share: "Attempt 1/3: Failed - Rate Limit", "Skipped - already completed"."""
+    match event:
+        case ev.AttemptStarted():
+            return f"Attempt {event.attempt}/{event.max_attempts}: Sending…"
+        case ev.AttemptFailed():
+            return f"Attempt {event.attempt}/{event.max_attempts}: Failed - {event.error.label}"
+        case ev.VariationCompleted():
+            return f"Attempt {event.attempt}/{event.max_attempts}: Succeeded"
+        case ev.VariationFailed():
+            return failure_text(event.error, event.attempts, event.sent, event.kept_output)
+        case ev.VariationSkipped():
+            return f"Skipped - {SKIPPED[event.reason]}"
+        case ev.VariationInterrupted():
+            return "Interrupted - run again to resume"
+    return ""
+
+
+def failure_text(
+    error: ev.ErrorInfo, attempts: int, sent: bool, kept_output: str | None = None
+) -> str:
     """A variation's final failure, e.g. "Failed after 2 retries - Timeout (transient: …)"."""
     kind = RETRY_HINT if error.transient else "permanent"
+    if kept_output:
+        kind = "the earlier output is kept"
     if not sent:
         return f"Not sent - {error.label} ({kind})"
     retries = max(0, attempts - 1)

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Protocol, Self, TextIO
+from typing import Protocol, Self, TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -17,15 +17,15 @@ from rich.panel import Panel
 from rich.text import Text
 
 from imagelingo_cli import events as ev
+from imagelingo_cli.cli.common import silence_stdout
 from imagelingo_cli.cli.progress import (
     FINISHED,
     ProgressState,
     countdown,
-    failure_text,
+    describe,
     render_table,
     stop_text,
 )
-from imagelingo_cli.errors import ErrorCode
 
 CHROME_LINES = 8  # header, rule, fold line, footer and room for messages above the table
 COMPACT_STATUSES = ("failed", "interrupted")
@@ -35,7 +35,13 @@ MESSAGE_LIMIT = 160
 class Reporter(Protocol):
     """Receives the engine's events (as `emit`, on the event-loop thread)."""
 
+    closed: bool  # its output was closed (a pipe's reader stopped reading)
+
     def __call__(self, event: ev.Event) -> None: ...
+
+    def on_closed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once if the output closes (the batch stops, as on SIGTERM)."""
+        ...
 
     def __enter__(self) -> Self: ...
 
@@ -48,7 +54,25 @@ class Reporter(Protocol):
 
 
 class _Unframed:
-    """A reporter with nothing to start or stop (no live display, no cursor to restore)."""
+    """A reporter with nothing to start or stop (no live display, no cursor to restore), that
+    writes to a stream which may close: then it stops writing and says so once."""
+
+    closed = False
+    _when_closed: Callable[[], None] | None = None
+
+    def on_closed(self, callback: Callable[[], None]) -> None:
+        self._when_closed = callback
+
+    def _write(self, write: Callable[[], None]) -> None:
+        if self.closed:
+            return
+        try:
+            write()
+        except BrokenPipeError:
+            self.closed = True
+            silence_stdout()
+            if self._when_closed is not None:
+                self._when_closed()
 
     def __enter__(self) -> Self:
         return self
@@ -64,6 +88,8 @@ class _Unframed:
 
 class LiveReporter:
     """A rich Live table, redrawn on its own timer (events only change the state)."""
+
+    closed = False  # a terminal does not close under a running batch
 
     def __init__(
         self, console: Console, now: Callable[[], float], *, refresh_per_second: float = 4
@@ -83,6 +109,9 @@ class LiveReporter:
             refresh_per_second=refresh_per_second,
             transient=False,
         )
+
+    def on_closed(self, callback: Callable[[], None]) -> None:
+        return None
 
     def _sync_clock(self) -> None:
         # Outside the event loop (before or after the run) the last offset stays.
@@ -139,8 +168,10 @@ class PlainReporter(_Unframed):
         self.state.apply(event)
         line = self._line(event)
         if line is not None:
-            self.console.print(
-                line, markup=False, highlight=False, emoji=False, soft_wrap=True, crop=False
+            self._write(
+                lambda: self.console.print(
+                    line, markup=False, highlight=False, emoji=False, soft_wrap=True, crop=False
+                )
             )
 
     def _line(self, event: ev.Event) -> str | None:
@@ -150,31 +181,21 @@ class PlainReporter(_Unframed):
                     f"{event.command} run {event.run_id}: {event.total} variations, "
                     f"concurrency {event.concurrency}"
                 )
-            case ev.AttemptStarted(ref=ref):
-                return self._about(ref, f"Attempt {event.attempt}/{event.max_attempts}: Sending…")
+            case ev.AttemptStarted(ref=ref) | ev.VariationFailed(ref=ref):
+                return self._about(ref, describe(event))
+            case ev.VariationInterrupted(ref=ref):
+                return self._about(ref, describe(event))
             case ev.AttemptFailed(ref=ref) if event.retry_in is not None:
                 wait = countdown(event.retry_in, 0.0)
                 words = f"retrying in {wait}s" if wait else "retrying now"
                 if event.error.retry_after_ms:
                     words += f" (server asked {event.error.retry_after_ms / 1000:g}s)"
-                return self._about(
-                    ref,
-                    f"Attempt {event.attempt}/{event.max_attempts}: "
-                    f"Failed - {event.error.label} · {words}",
-                )
+                return self._about(ref, f"{describe(event)} · {words}")
             case ev.VariationCompleted(ref=ref):
-                return self._about(
-                    ref,
-                    f"Attempt {event.attempt}/{event.max_attempts}: Succeeded → "
-                    f"{event.output_path}",
-                )
-            case ev.VariationFailed(ref=ref):
-                return self._about(ref, failure_text(event.error, event.attempts, event.sent))
+                return self._about(ref, f"{describe(event)} → {event.output_path}")
             case ev.VariationSkipped(ref=ref):
                 where = f" → {event.output_path}" if event.output_path else ""
-                return self._about(ref, f"Skipped - {event.reason}{where}")
-            case ev.VariationInterrupted(ref=ref):
-                return self._about(ref, "Interrupted - run again to resume")
+                return self._about(ref, f"{describe(event)}{where}")
             case ev.SendingStopped(error=error):
                 return f"Sending stopped - {error.label}: {_one_line(error.message)}"
             case ev.StopRequested():
@@ -212,8 +233,13 @@ class JsonReporter(_Unframed):
         self.stream = stream
 
     def __call__(self, event: ev.Event) -> None:
-        self.stream.write(json.dumps(ev.event_to_dict(event), default=str) + "\n")
-        self.stream.flush()
+        line = json.dumps(ev.event_to_dict(event), default=str) + "\n"
+
+        def write() -> None:
+            self.stream.write(line)
+            self.stream.flush()
+
+        self._write(write)
 
 
 # -- after the run --
@@ -224,13 +250,6 @@ def _one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _label(code: str) -> str:
-    try:
-        return ErrorCode(code).label
-    except ValueError:
-        return code.replace("_", " ").title()
-
-
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
@@ -238,28 +257,23 @@ def _plural(count: int, word: str) -> str:
 def render_failure_panel(summary: ev.Summary, *, limit: int = 20) -> RenderableType:
     """Each failed variation: what, which code, the API's message, and the command that
     retries it; then how to retry them all. Past `limit` failures, where to see the rest."""
-    failures: list[dict[str, Any]] = list(summary.failures)
+    failures = summary.failures
     lines: list[RenderableType] = []
     for failure in failures[:limit]:
-        code = str(failure.get("code", "API_ERROR"))
-        gid = str(failure.get("generation_id", ""))
+        ref, error = failure.ref, failure.error
         head = Text()
-        head.append(
-            f"{failure.get('image', '?')} v{failure.get('variation', '?')} "
-            f"{failure.get('language', '?')}",
-            style="bold",
-        )
+        head.append(f"{ref.image} v{ref.variation} {ref.language}", style="bold")
         head.append("  ")
-        head.append(f"{code} ({_label(code)})", style="red")
-        attempts = int(failure.get("attempts") or 0)
+        head.append(f"{error.code} ({error.label})", style="red")
+        attempts = failure.attempts
         head.append(f" · {_plural(attempts, 'attempt')}" if attempts else " · not sent")
         lines.append(head)
-        lines.append(Text("  " + _one_line(str(failure.get("message", "")))))
-        if failure.get("transient", True):
-            how = Text("  retry: ")
-        else:
-            how = Text("  permanent: fix the cause, then ")
-        how.append(f"imagelingo retry-failed {gid}", style="cyan")
+        lines.append(Text("  " + _one_line(error.message)))
+        if failure.kept_output:
+            lines.append(Text(f"  the earlier output is kept: {failure.kept_output}"))
+            continue
+        how = Text("  retry: ") if error.transient else Text("  permanent: fix the cause, then ")
+        how.append(f"imagelingo retry-failed {ref.generation_id}", style="cyan")
         lines.append(how)
     hidden = len(failures) - limit
     if hidden > 0:
@@ -275,16 +289,17 @@ def render_failure_panel(summary: ev.Summary, *, limit: int = 20) -> RenderableT
     return Panel(Group(*lines), title=title, title_align="left", border_style="red")
 
 
-def _retry_all_hint(failures: list[dict[str, Any]]) -> Text:
-    codes = sorted({str(f.get("code")) for f in failures})
-    transient = [f for f in failures if f.get("transient", True)]
+def _retry_all_hint(failures: list[ev.Failure]) -> Text:
+    retryable = [f for f in failures if not f.kept_output]
+    codes = sorted({f.error.code for f in retryable})
+    transient = [f for f in retryable if f.error.transient]
     hint = Text("Retry them all: ")
     hint.append("imagelingo retry-failed", style="cyan")
     if len(codes) > 1:
         hint.append(" · one code: ")
-        first = next((str(f.get("code")) for f in transient), codes[0])
+        first = next((f.error.code for f in transient), codes[0])
         hint.append(f"imagelingo retry-failed --code {first}", style="cyan")
-    if transient and len(transient) < len(failures):
+    if transient and len(transient) < len(retryable):
         hint.append(" · transient only: ")
         hint.append("imagelingo retry-failed --transient-only", style="cyan")
     return hint

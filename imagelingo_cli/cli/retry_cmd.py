@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import typer
 
-from imagelingo_cli.cli.common import fail_setup, open_db
-from imagelingo_cli.errors import ErrorCode, SetupError
-from imagelingo_cli.settings import resolve
-
-if TYPE_CHECKING:
-    pass
+from imagelingo_cli.cli import options
+from imagelingo_cli.cli.common import db_path, fail_setup, open_db, stderr
+from imagelingo_cli.errors import SetupError
 
 
 def retry_failed(
@@ -28,97 +25,134 @@ def retry_failed(
     transient_only: bool = typer.Option(
         False, "--transient-only", help="Only failures that may pass on a retry."
     ),
-    concurrency: int | None = typer.Option(
-        None, "--concurrency", "-c", help="Requests in flight at most."
+    model: str | None = typer.Option(
+        None, "--model", help="Retry with this model instead of the one each variation used."
     ),
-    max_retries: int = typer.Option(
-        2, "--max-retries", help="Automatic retries within this round."
-    ),
-    timeout: float = typer.Option(120.0, "--timeout", help="Deadline for one attempt, in seconds."),
+    concurrency: int | None = options.CONCURRENCY,
+    max_retries: int | None = options.MAX_RETRIES,
+    auto_retry: bool | None = options.AUTO_RETRY,
+    auto_retry_on: list[str] | None = options.AUTO_RETRY_ON,
+    max_wait: float | None = options.MAX_WAIT,
+    timeout: float | None = options.TIMEOUT,
+    rpm: float | None = options.RPM,
+    base_url: str | None = options.BASE_URL,
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be sent; send nothing."),
-    db: Path | None = typer.Option(None, "--db", help="Database file."),
+    db: Path | None = options.DB,
     json_output: bool = typer.Option(False, "--json", help="JSON lines on stdout, nothing else."),
 ) -> None:
-    """Retry failed variations with the parameters they were made with; never a completed one."""
-    from imagelingo_cli.cli.batch import clock_from, report_outcome, reporter_for, run_batch
-    from imagelingo_cli.gemini import api_key_from_env
-    from imagelingo_cli.retry import RetryPolicy
-    from imagelingo_cli.runner import run_retry_failed
+    """Retry failed variations with the parameters they were made with; never a completed one.
 
-    codes = [c.upper() for c in code or []]
-    unknown = [c for c in codes if c not in ErrorCode.__members__]
-    if unknown:
-        fail_setup(f"unknown error code {unknown[0]!r} (valid: {', '.join(ErrorCode.__members__)})")
+    The key and the base URL come from the present environment and flags first, then from
+    what each variation recorded; the policy options work as for `process`.
+    """
+    from imagelingo_cli.cli.batch import clock_from, report_outcome, reporter_for, run_batch
+    from imagelingo_cli.cli.wording import parse_codes, resolve_generation, resolve_run
+    from imagelingo_cli.gemini import api_key_from_env
+    from imagelingo_cli.runner import Connection, RetryRequest, plan_retry, run_retry
+    from imagelingo_cli.settings import resolve
+
+    codes = parse_codes(code)
     try:
-        settings = resolve({"concurrency": concurrency})
-    except SetupError as exc:
+        settings = resolve(
+            {
+                "model": model,
+                "concurrency": concurrency,
+                **options.policy_flags(
+                    max_retries=max_retries,
+                    auto_retry=auto_retry,
+                    auto_retry_on=auto_retry_on,
+                    max_wait=max_wait,
+                    timeout=timeout,
+                ),
+            }
+        )
+        policy = options.policy_from(settings)
+        connection = Connection(
+            api_key=api_key_from_env(), base_url=base_url, timeout=settings.timeout
+        )
+    except (SetupError, ValueError) as exc:
         fail_setup(str(exc))
-    store = open_db(db, writable=True)
+    if not db_path(db)[0].expanduser().exists():
+        _list(None, [], dry_run=dry_run, json_output=json_output)
+        raise typer.Exit(0)
+    store = open_db(db)
     try:
         store.recover_dead_runs()
+        ids = [resolve_generation(store, given) for given in dict.fromkeys(generation_ids or [])]
         rows = store.select_for_retry(
-            ids=generation_ids or [], run_id=run, codes=codes, transient_only=transient_only
+            ids=ids, run_id=resolve_run(store, run), codes=codes, transient_only=transient_only
         )
-        if generation_ids and not rows:
+        _say_skipped(store, ids, rows)
+        if ids and not rows:
             fail_setup(
                 "none of the given ids is a failed variation (see imagelingo history --errors)"
             )
         if not rows or dry_run:
-            _list(rows, dry_run=dry_run, json_output=json_output)
+            _list(store, rows, dry_run=dry_run, json_output=json_output)
             raise typer.Exit(0)
-        api_key = api_key_from_env()
-        if not api_key and any(not str(r["backend"]).startswith("simulator:") for r in rows):
-            fail_setup(
-                "no API key: these variations were sent to Gemini. Set GEMINI_API_KEY "
-                "(export GEMINI_API_KEY=your-key) and run imagelingo retry-failed again."
+        try:
+            request = RetryRequest(
+                rows,
+                policy=policy,
+                concurrency=settings.concurrency,
+                connection=connection,
+                model=settings.model if model is not None else None,
+                rpm=rpm,
+                seed=store.count_runs(),  # a later retry meets new weather in the simulator
             )
-        policy = RetryPolicy(
-            max_retries=max_retries,
-            auto_retry=settings.auto_retry,
-            auto_retry_codes=frozenset(ErrorCode(c) for c in settings.auto_retry_codes),
-        )
+            request.batch_options()
+            jobs = plan_retry(request)
+        except SetupError as exc:
+            fail_setup(str(exc))
         clock = clock_from(ctx)
         with reporter_for(json_output, clock) as reporter:
             summary = run_batch(
-                lambda control: run_retry_failed(
-                    rows,
-                    store,
-                    policy=policy,
-                    concurrency=settings.concurrency,
-                    api_key=api_key,
-                    timeout=timeout,
-                    clock=clock,
-                    emit=reporter,
-                    control=control,
+                lambda control: run_retry(
+                    request, jobs, store, clock=clock, emit=reporter, control=control
                 ),
-                emit=reporter,
+                reporter=reporter,
             )
     finally:
         store.close()
-    report_outcome(summary, json_output)
+    report_outcome(summary, reporter, json_output)
 
 
-def _list(rows: list[dict[str, object]], *, dry_run: bool, json_output: bool) -> None:
+def _say_skipped(store: Any, ids: list[str], rows: list[dict[str, Any]]) -> None:
+    """Name each given id that is not retried, and why."""
+    from imagelingo_cli.store import queries
+
+    chosen = {row["id"] for row in rows}
+    for generation_id in ids:
+        if generation_id in chosen:
+            continue
+        status = queries.variation(store, generation_id)["status"]
+        short = queries.short_ids(store, [generation_id])[generation_id]
+        stderr().print(
+            f"{short}: not retried, it is {status}; only failed or interrupted ones are."
+        )
+
+
+def _list(store: Any, rows: list[dict[str, object]], *, dry_run: bool, json_output: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from imagelingo_cli.store import queries
+
     if json_output:
-        keys = (
-            "id",
-            "source_path",
-            "variation",
-            "target_language",
-            "model",
-            "backend",
-            "error_code",
-        )
-        payload = {"dry_run": dry_run, "would_send": [{k: r[k] for k in keys} for r in rows]}
+        keys = ("id", "source_path", "variation", "target_language", "model", "backend")
+        payload = {
+            "dry_run": dry_run,
+            "would_send": [
+                {**{k: r[k] for k in keys}, "error_code": r["error_code"]} for r in rows
+            ],
+        }
         typer.echo(json.dumps(payload))
         return
     console = Console(highlight=False)
     if not rows:
         console.print("Nothing to retry: no failed variations.")
         return
+    short = queries.short_ids(store, [str(row["id"]) for row in rows])
     table = Table(
         title=f"Would retry {len(rows)} variation{'s' * (len(rows) != 1)} (dry run, nothing sent)"
     )
@@ -126,7 +160,7 @@ def _list(rows: list[dict[str, object]], *, dry_run: bool, json_output: bool) ->
         table.add_column(column)
     for row in rows:
         table.add_row(
-            str(row["id"])[:10],
+            short[str(row["id"])],
             Path(str(row["source_path"])).name,
             f"v{row['variation']}",
             str(row["target_language"]),

@@ -10,7 +10,7 @@ import typer
 
 from imagelingo_cli.cli.common import fail_setup
 from imagelingo_cli.errors import SetupError
-from imagelingo_cli.settings import KEYS, resolve, set_value, settings_path
+from imagelingo_cli.settings import KEYS, resolve, set_value, settings_path, unset_value
 
 if TYPE_CHECKING:
     pass
@@ -87,6 +87,23 @@ def set_(
     env_name = f"IMAGELINGO_{name.upper()}"
     if os.environ.get(env_name):
         console.print(f"Note: {env_name} is set in the environment and takes precedence.")
+
+
+@app.command()
+def unset(
+    key: str = typer.Argument(..., help=f"One of: {', '.join(KEYS)}."),
+) -> None:
+    """Remove a default from the settings file: the built-in default applies again."""
+    name = key.strip().lower()
+    try:
+        removed = unset_value(name)
+    except (ValueError, SetupError) as exc:
+        fail_setup(str(exc))
+    default = _shown(KEYS[name].default)
+    if removed:
+        typer.echo(f"{name} unset: back to the default ({default})")
+    else:
+        typer.echo(f"{name} was not set in {settings_path()} (default: {default})")
 
 
 @app.command()

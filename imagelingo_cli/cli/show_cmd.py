@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagelingo_cli.cli.common import open_db
+from imagelingo_cli.cli.common import read_db
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,7 +31,7 @@ def show(
     from imagelingo_cli.cli.wording import resolve_generation, story
     from imagelingo_cli.store import queries
 
-    store = open_db(db)
+    store = read_db(db)
     try:
         found = resolve_generation(store, generation_id)
         row = queries.variation(store, found)

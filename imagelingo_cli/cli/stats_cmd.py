@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagelingo_cli.cli.common import fail_setup, open_db
+from imagelingo_cli.cli.common import fail_setup, read_db
 from imagelingo_cli.cli.when import HELP as SINCE_HELP
 from imagelingo_cli.cli.when import parse_since
 
@@ -71,7 +71,7 @@ def stats(
         since_stamp = parse_since(since) if since is not None else None
     except ValueError as exc:
         fail_setup(str(exc))
-    store = open_db(db)
+    store = read_db(db)
     try:
         report = queries.stats(store, run_id=resolve_run(store, run), since=since_stamp)
     finally:
