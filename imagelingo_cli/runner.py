@@ -273,7 +273,7 @@ def plan_retry(request: RetryRequest) -> list[ImageJob]:
         specs = tuple(
             VariationSpec(
                 variation=int(row["variation"]),
-                language=resolve_language(str(row["target_language"])),
+                language=_recorded_language(row),
                 model=str(row["model"]),
                 backend=str(row["backend"]),
                 out_dir=Path(str(row["out_dir"])),
@@ -312,6 +312,13 @@ async def run_retry(
         return await batch.run(
             jobs, language=",".join(languages), model=request.model or ",".join(models)
         )
+
+
+def _recorded_language(row: dict[str, Any]) -> Language:
+    try:
+        return resolve_language(str(row["target_language"]))
+    except ValueError as exc:
+        raise SetupError(f"variation {row['id']}: {exc}") from None
 
 
 def _simulated(row: dict[str, Any]) -> bool:

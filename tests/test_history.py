@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,21 @@ class Recorder:
 
     def __init__(self, path: Path) -> None:
         self.store: Store = open_store(path)
+        self.clock = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)  # the attempts' timeline
+
+    def _timed(self, attempt: str, duration_ms: int, after_ms: int | None) -> None:
+        """Give the attempt its place on the timeline: it lasted `duration_ms`, and the next
+        one starts `after_ms` after its end (the planned wait, kept to the millisecond)."""
+        finished = self.clock + timedelta(milliseconds=duration_ms)
+        self.store.db.execute(
+            "UPDATE attempts SET started_at = ?, finished_at = ? WHERE id = ?",
+            [iso(self.clock), iso(finished), attempt],
+        )
+        self.clock = finished + timedelta(milliseconds=after_ms or 1000)
+
+    def wait_longer(self, ms: int) -> None:
+        """The next attempt starts `ms` later than planned (the gate held it)."""
+        self.clock += timedelta(milliseconds=ms)
 
     def run(self, command: str = "process", **options: Any) -> str:
         options.setdefault("max_retries", 2)
@@ -65,6 +80,7 @@ class Recorder:
     ) -> None:
         attempt, _ = self.store.start_attempt(gid, run, trigger)
         self.store.attempt_failed(attempt, gid, error, duration_ms=412, retry_in_ms=wait_ms)
+        self._timed(attempt, 412, wait_ms)
 
     def succeed(self, gid: str, run: str, *, trigger: Trigger = Trigger.AUTO) -> None:
         attempt, _ = self.store.start_attempt(gid, run, trigger)
@@ -78,18 +94,42 @@ class Recorder:
                 prompt_tokens=1000, output_tokens=290, total_tokens=1290, model_version="m"
             ),
         )
+        self._timed(attempt, 1290, None)
 
     def interrupt(self, gid: str, run: str) -> None:
-        attempt, _ = self.store.start_attempt(gid, run, "auto")
+        attempt, _ = self.store.start_attempt(gid, run, Trigger.AUTO)
         self.store.attempt_interrupted(attempt, duration_ms=5)
         self.store.mark_interrupted(gid)
 
     def stamp(self, gid: str, when: str) -> None:
-        """Pin updated_at (and the attempts' start) so order and --since are deterministic."""
+        """Pin updated_at, and move the attempts so the first starts then (keeping their
+        gaps), so order and --since are deterministic."""
         self.store.db.execute("UPDATE generations SET updated_at = ? WHERE id = ?", [when, gid])
-        self.store.db.execute(
-            "UPDATE attempts SET started_at = ? WHERE generation_id = ?", [when, gid]
-        )
+        rows = self.store.db.execute(
+            "SELECT id, started_at, finished_at FROM attempts WHERE generation_id = ?"
+            " ORDER BY attempt_number",
+            [gid],
+        ).fetchall()
+        if not rows:
+            return
+        shift = moment(when) - moment(rows[0][1])
+        for attempt, started, finished in rows:
+            self.store.db.execute(
+                "UPDATE attempts SET started_at = ?, finished_at = ? WHERE id = ?",
+                [
+                    iso(moment(started) + shift),
+                    iso(moment(finished) + shift) if finished else None,
+                    attempt,
+                ],
+            )
+
+
+def moment(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def iso(when: datetime) -> str:
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @pytest.fixture
@@ -321,3 +361,19 @@ def test_abandon_by_run_and_code(cli: Cli, rec: Recorder, mixed: dict[str, str])
     assert result.exit_code == 0 and "Abandoned 1 variation." in result.output
     rows = cli.rows("SELECT id FROM generations WHERE status = 'abandoned'")
     assert [r["id"] for r in rows] == [mixed["config"]]
+
+
+def test_show_says_the_real_wait_when_it_was_longer_than_planned(cli: Cli, rec: Recorder) -> None:
+    """A retry planned 2.1 s later that the gate held until 8.6 s: show says both."""
+    run = rec.run()
+    gid = rec.variation(run, "held.png")
+    rec.fail(gid, run, RATE, wait_ms=2100)
+    rec.wait_longer(6500)
+    rec.succeed(gid, run)
+    out = cli("show", gid, env=WIDE).output
+    assert "→ waited 8.6 s (planned 2.1 s)" in out, out
+    attempts = json.loads(cli("show", gid, "--json").output)["attempts"]
+    assert [(a["wait_before_next_ms"], a["waited_ms"]) for a in attempts] == [
+        (2100, 8600),
+        (None, None),
+    ]

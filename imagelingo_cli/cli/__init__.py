@@ -60,11 +60,11 @@ def main() -> None:
     except KeyboardInterrupt:  # before a batch watches signals (start-up) or after it
         print("imagelingo: interrupted.", file=sys.stderr)
         sys.exit(130)
-    except BrokenPipeError:  # `imagelingo history | head`: the reader has what it wanted
+    except BrokenPipeError:  # `… | head`: the reader went away; as rich does, quietly
         from imagelingo_cli.cli.common import silence_stdout
 
         silence_stdout()
-        sys.exit(0)
+        sys.exit(1)
     except Exception as exc:
         if os.environ.get("IMAGELINGO_DEBUG"):
             raise

@@ -13,13 +13,13 @@ from typing import Any, NoReturn
 import anyio
 import anyio.abc
 import typer
-from rich.console import Console
 
 from imagelingo_cli import events as ev
 from imagelingo_cli.cli.common import exit_code, fail_setup, silence_stdout
 from imagelingo_cli.cli.reporters import (
     JsonReporter,
     LiveReporter,
+    PipeConsole,
     PlainReporter,
     Reporter,
     render_failure_panel,
@@ -57,7 +57,7 @@ def run_batch(
         result: ev.Summary | SetupError
         async with anyio.create_task_group() as group:
             stopper = _Stopper(control, group, grace, reporter)
-            reporter.on_closed(lambda: stopper.stop("output closed"))
+            reporter.on_closed(lambda: stopper.stop("output closed", escalate=False))
             group.start_soon(_watch_signals, stopper)
             try:
                 result = await start(control)
@@ -100,7 +100,11 @@ class _Stopper:
         self.grace = grace
         self.emit = emit
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, *, escalate: bool = True) -> None:
+        """`escalate`: a second stop cuts what is in flight (a signal does; the output
+        closing while the batch is already stopping does not)."""
+        if self.control.stop_requested and not escalate:
+            return
         if self.control.stop_requested:
             self.emit(ev.StopRequested(reason, 0.0))
             self.control.abort()
@@ -131,7 +135,7 @@ def reporter_for(json_output: bool, clock: Clock) -> Reporter:
     if json_output:
         return JsonReporter(sys.stdout)
     _tolerate_undecodable_names()
-    console = Console(highlight=False)
+    console = PipeConsole(highlight=False)
     if console.is_terminal:
         return LiveReporter(console, clock.now)
     return PlainReporter(console)
@@ -149,7 +153,7 @@ def report_outcome(summary: ev.Summary, reporter: Reporter, json_output: bool) -
     """After a batch: the failure panel and summary (not with --json, not to a closed
     output), then the exit code."""
     if not json_output and not reporter.closed:
-        console = Console(highlight=False)
+        console = PipeConsole(highlight=False)
         try:
             if summary.failures:
                 console.print(render_failure_panel(summary))

@@ -4,6 +4,7 @@ state change elsewhere, JSON lines for --json), and what is printed after it."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import threading
 import time
@@ -30,6 +31,14 @@ from imagelingo_cli.cli.progress import (
 CHROME_LINES = 8  # header, rule, fold line, footer and room for messages above the table
 COMPACT_STATUSES = ("failed", "interrupted")
 MESSAGE_LIMIT = 160
+
+
+class PipeConsole(Console):
+    """A console whose closed output raises BrokenPipeError for the caller to handle (rich's
+    own handling exits the process, which would leave the batch's records unfinished)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, "the output was closed")
 
 
 class Reporter(Protocol):

@@ -114,9 +114,13 @@ def attempt_line(attempt: dict[str, Any], *, followed: bool) -> str:
             text += f" ({wire})"
         if attempt.get("retry_after_ms"):
             text += f" (server asked {seconds(attempt['retry_after_ms'])})"
-        wait = attempt.get("wait_before_next_ms")
-        if wait is not None:
-            text += f" → {'waited' if followed else 'retry planned in'} {seconds(wait)}"
+        planned, waited = attempt.get("wait_before_next_ms"), attempt.get("waited_ms")
+        if followed and waited is not None:
+            text += f" → waited {seconds(waited)}"
+            if planned is not None and abs(waited - planned) >= 500:
+                text += f" (planned {seconds(planned)})"
+        elif planned is not None:
+            text += f" → retry planned in {seconds(planned)}"
         parts.append(text)
     elif outcome == "interrupted":
         parts.append("Interrupted")

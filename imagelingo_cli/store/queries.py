@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from imagelingo_cli.states import RETRYABLE_STATUSES
@@ -212,17 +213,36 @@ def variation(store: Store, generation_id: str) -> dict[str, Any]:
 
 
 def attempts(store: Store, generation_id: str) -> list[dict[str, Any]]:
-    """Every attempt of one variation in order, with round, position and round_max."""
+    """Every attempt of one variation in order, with round, position and round_max, and
+    `waited_ms`: the real time from its end to the start of the next attempt of its round
+    (the planned wait is `wait_before_next_ms`; the gate, a cooldown or a busy machine can
+    make the real one longer)."""
     sql = f"""
         WITH {_rounds("(SELECT * FROM attempts WHERE generation_id = :id)")}
-        SELECT r.*, runs.command AS run_command FROM rounded r
+        SELECT r.*, runs.command AS run_command,
+               LEAD(r.started_at) OVER w AS next_started_at, LEAD(r.round) OVER w AS next_round
+        FROM rounded r
         LEFT JOIN runs ON runs.id = r.run_id
+        WINDOW w AS (ORDER BY r.attempt_number)
         ORDER BY r.attempt_number
     """
     rows = _dicts(store, sql, {"id": generation_id})
     for row in rows:
         del row["starts"]
+        following, next_round = row.pop("next_started_at"), row.pop("next_round")
+        row["waited_ms"] = (
+            _between_ms(row["finished_at"], following)
+            if following and next_round == row["round"] and row["finished_at"]
+            else None
+        )
     return rows
+
+
+def _between_ms(start: str, end: str) -> int:
+    def moment(stamp: str) -> datetime:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+    return max(0, round((moment(end) - moment(start)).total_seconds() * 1000))
 
 
 # --- stats ---------------------------------------------------------------------------------
