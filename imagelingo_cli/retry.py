@@ -47,7 +47,8 @@ class RetryPolicy:
             and delay > self.max_wait * 1000
         ):
             note = (
-                f" (server asked to wait {delay / 1000:g} s, over --max-wait {self.max_wait:g} s)"
+                f" (server asked to wait {delay / 1000:g} s, longer than the {self.max_wait:g} s"
+                " this run waits at most)"
             )
             return replace(error, code=ErrorCode.QUOTA_EXHAUSTED, message=error.message + note)
         return error
