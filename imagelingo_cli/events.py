@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 from imagelingo_cli.errors import TranslationError
 from imagelingo_cli.states import RunStatus, SkipReason
@@ -150,6 +149,7 @@ class Summary:
     credits_charged: int
     elapsed: float
     failures: list[Failure] = field(default_factory=list)
+    files_skipped: dict[str, int] = field(default_factory=dict)  # found, not images, by reason
 
 
 @dataclass(frozen=True)
@@ -171,9 +171,3 @@ Event = (
     | RateStatus
     | BatchFinished
 )
-
-
-def event_to_dict(event: Event) -> dict[str, Any]:
-    """A JSON-ready dict with the event's name first, e.g. {"event": "attempt_failed", ...}."""
-    name = "".join("_" + c.lower() if c.isupper() else c for c in type(event).__name__)
-    return {"event": name.lstrip("_"), **asdict(event)}

@@ -15,17 +15,18 @@ Output paths and atomic writes live in `outputs.py`.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import math
 import os
 import stat
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from PIL import Image, features
 
+from .digest import sha256
 from .errors import ErrorCode, TranslationError
 from .pathtext import encode_path
 
@@ -97,11 +98,13 @@ _Identity = tuple[int, int]  # (st_dev, st_ino)
 
 
 def discover(
-    paths: Sequence[Path], exclude: Sequence[Path] = ()
+    paths: Sequence[Path], exclude: Sequence[Path] = (), skipped: Counter[str] | None = None
 ) -> Iterator[SourceImage | DiscoveryProblem]:
     """Every candidate image under `paths`, in a stable order, without reading any content
     beyond a few head bytes. Raises FileNotFoundError now (not while iterating) for an
-    argument that does not exist at all; everything else is reported as a DiscoveryProblem."""
+    argument that does not exist at all; everything else is reported as a DiscoveryProblem.
+    What folders hold that is left out is counted in `skipped`, by reason ("not an image",
+    "hidden", "output folder", "not a regular file")."""
     roots = []
     for given in paths:
         absolute = Path(os.path.abspath(given))
@@ -115,11 +118,11 @@ def discover(
         except OSError:
             continue
         excluded.add((info.st_dev, info.st_ino))
-    return _discover(roots, frozenset(excluded))
+    return _discover(roots, frozenset(excluded), Counter() if skipped is None else skipped)
 
 
 def _discover(
-    roots: list[Path], excluded: frozenset[_Identity]
+    roots: list[Path], excluded: frozenset[_Identity], skipped: Counter[str]
 ) -> Iterator[SourceImage | DiscoveryProblem]:
     for root in roots:
         try:
@@ -129,8 +132,10 @@ def _discover(
             continue
         if stat.S_ISDIR(info.st_mode):
             identity = (info.st_dev, info.st_ino)
-            if identity not in excluded:
-                walk = _Walk(os.path.realpath(root), {identity}, excluded)
+            if identity in excluded:
+                skipped["output folder"] += 1
+            else:
+                walk = _Walk(os.path.realpath(root), {identity}, excluded, skipped)
                 yield from walk.folder(root, PurePosixPath(), frozenset({identity}))
         elif stat.S_ISREG(info.st_mode):
             yield SourceImage(root, PurePosixPath(root.name))
@@ -147,6 +152,7 @@ class _Walk:
     root_real: str
     visited: set[_Identity]
     excluded: frozenset[_Identity]
+    skipped: Counter[str]
 
     def folder(
         self, folder: Path, relative: PurePosixPath, ancestors: frozenset[_Identity]
@@ -159,6 +165,7 @@ class _Walk:
             return
         for entry in entries:
             if entry.name.startswith("."):
+                self.skipped["hidden"] += 1
                 continue
             path = folder / entry.name
             is_link = False
@@ -171,6 +178,7 @@ class _Walk:
             if stat.S_ISDIR(info.st_mode):
                 identity = (info.st_dev, info.st_ino)
                 if identity in self.excluded:
+                    self.skipped["output folder"] += 1
                     continue
                 if identity in ancestors:
                     yield DiscoveryProblem(path, "symbolic link loop" if is_link else "folder loop")
@@ -179,9 +187,12 @@ class _Walk:
                     continue
                 self.visited.add(identity)
                 yield from self.folder(path, relative / entry.name, ancestors | {identity})
-            elif stat.S_ISREG(info.st_mode) and _is_candidate(path):
+            elif not stat.S_ISREG(info.st_mode):  # FIFOs, sockets, devices: never images
+                self.skipped["not a regular file"] += 1
+            elif _is_candidate(path):
                 yield SourceImage(path, relative / entry.name)
-            # FIFOs, sockets and devices inside folders are never images: skipped silently.
+            else:
+                self.skipped["not an image"] += 1
 
     def _walked_anyway(self, link: Path) -> bool:
         """Whether the link's target lies inside this walk's root, outside hidden folders."""
@@ -334,7 +345,7 @@ def prepare_image(path: Path, expected_sha256: str | None = None) -> PreparedIma
     """
     name = _display_name(path)
     data = _read(path, name)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256(data)
     if expected_sha256 is not None and digest != expected_sha256.lower():
         raise _invalid(name, "changed since it was found (content differs)")
     if not data:

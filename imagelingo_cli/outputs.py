@@ -12,11 +12,12 @@ Re-exported by `imagelingo_cli.images`, so callers may import these from either 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import secrets
 from pathlib import Path, PurePath, PurePosixPath
+
+from imagelingo_cli.digest import file_sha256
 
 __all__ = [
     "TEMP_SUFFIX",
@@ -123,16 +124,10 @@ def holds(path: Path, sha256: str) -> bool:
     """Whether `path` is a regular file whose bytes have this SHA-256 (hex): an output written
     by a run that died before recording it, found whole. `write_atomic` never leaves a part
     of a file at its path, so anything else there is another file."""
-    digest = hashlib.sha256()
     try:
-        if not path.is_file():
-            return False
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        return path.is_file() and file_sha256(path) == sha256
     except OSError:
         return False
-    return digest.hexdigest() == sha256
 
 
 def remove_stale_temp_files(out_dir: Path) -> int:

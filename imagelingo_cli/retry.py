@@ -6,8 +6,7 @@ import random
 from dataclasses import dataclass, replace
 
 from imagelingo_cli.errors import DEFAULT_AUTO_RETRY, ErrorCode, SetupError, TranslationError
-
-MAX_RETRIES = 10
+from imagelingo_cli.limits import MAX_RETRIES
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The library entry points behind `process` and `retry-failed`: validate a request, turn it
 into image jobs and translators, run the batch, and clean up. Callable without Typer.
 
-    plan_process(request, store) -> jobs          SetupError: nothing can be sent
-    run_process(request, jobs, store, ...) -> Summary
+    plan_process(request, store) -> ProcessPlan   SetupError: nothing can be sent
+    run_process(request, plan, store, ...) -> Summary
     plan_retry(request) -> jobs                   SetupError: nothing can be sent
     run_retry(request, jobs, store, ...) -> Summary
 """
@@ -10,30 +10,33 @@ into image jobs and translators, run the batch, and clean up. Callable without T
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from imagelingo_cli import events as ev
 from imagelingo_cli.clock import Clock
 from imagelingo_cli.control import BatchControl
+from imagelingo_cli.digest import file_sha256
 from imagelingo_cli.engine import Batch, BatchOptions, ImageJob, Translator, VariationSpec
 from imagelingo_cli.errors import SetupError
 from imagelingo_cli.gemini import GeminiTranslator, check_base_url
 from imagelingo_cli.images import SourceImage, discover
 from imagelingo_cli.languages import Language, resolve_language
+from imagelingo_cli.limits import MAX_VARIATIONS
+from imagelingo_cli.pathtext import encode_path
 from imagelingo_cli.retry import RetryPolicy
-from imagelingo_cli.states import Trigger
-from imagelingo_cli.store import Store
+from imagelingo_cli.states import SkipReason, Trigger
+from imagelingo_cli.store import ClaimKind, GenerationKey, Store
 
 SIMULATOR_KEY = "simulator-key"  # the in-process simulator needs no real key
 SIMULATOR_BACKEND = "simulator:"
 # The flaky profile is seeded; with this seed the quickstart on sample_images meets every kind
 # of weather once: rate limits that clear, a timeout, an overloaded server and a refusal.
 DEMO_SEED = 52
-MAX_VARIATIONS = 100
 NO_KEY = (
     "no API key. Set GEMINI_API_KEY (export GEMINI_API_KEY=your-key; get one at "
     "https://aistudio.google.com/apikey), or try the built-in simulator: "
@@ -106,7 +109,17 @@ class ProcessRequest:
         )
 
 
-def plan_process(request: ProcessRequest, store: Store) -> list[ImageJob]:
+@dataclass(frozen=True)
+class ProcessPlan:
+    jobs: list[ImageJob]
+    files_skipped: dict[str, int]  # what the folders held that is not an image, by reason
+
+    @property
+    def variations(self) -> int:
+        return sum(len(job.variations) for job in self.jobs)
+
+
+def plan_process(request: ProcessRequest, store: Store) -> ProcessPlan:
     """Check the output folder and find the images (no content is read here). Folders
     imagelingo has written outputs to are never searched: its outputs are not inputs."""
     out_dir = _usable_out_dir(request.out_dir, request.paths)
@@ -116,8 +129,9 @@ def plan_process(request: ProcessRequest, store: Store) -> list[ImageJob]:
     )
     exclude = [out_dir, *(Path(folder) for folder in store.output_folders())]
     jobs: list[ImageJob] = []
+    skipped: Counter[str] = Counter()
     try:
-        for found in discover(list(request.paths), exclude=exclude):
+        for found in discover(list(request.paths), exclude=exclude, skipped=skipped):
             if isinstance(found, SourceImage):
                 jobs.append(ImageJob(found, specs))
             else:  # recorded as a failure of its own, so nothing found is silently dropped
@@ -125,7 +139,69 @@ def plan_process(request: ProcessRequest, store: Store) -> list[ImageJob]:
                 jobs.append(ImageJob(source, specs, problem=found.reason))
     except FileNotFoundError as exc:
         raise SetupError(f"no such file or folder: {exc.filename or exc}") from None
-    return jobs
+    return ProcessPlan(jobs, dict(skipped))
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One variation as `process --dry-run` sees it: sent, or skipped and why."""
+
+    image: str
+    variation: int
+    language: str
+    model: str
+    skip: SkipReason | None = None
+    problem: str | None = None  # the file cannot be sent (it would fail INVALID_TYPE)
+
+
+def preview_process(request: ProcessRequest, plan: ProcessPlan, store: Store) -> list[Planned]:
+    """What `run_process` would send and what resume would skip, recording nothing and
+    sending nothing. Reads each file once to know its content."""
+    found: list[Planned] = []
+    seen: set[str] = set()
+    for job in plan.jobs:
+        image = encode_path(job.source.relative)
+        digest = _file_sha256(job.source.path)
+        for spec in job.variations:
+            planned = Planned(image, spec.variation, spec.language.tag, spec.model)
+            if job.problem is not None or digest is None:
+                found.append(replace(planned, problem=job.problem or "cannot be read"))
+                continue
+            key = GenerationKey(digest, spec.language.tag, spec.model, spec.variation, spec.backend)
+            found.append(replace(planned, skip=_preview_skip(store, key, request.force, seen)))
+        if digest is not None:
+            seen.add(digest)
+    return found
+
+
+def _preview_skip(
+    store: Store, key: GenerationKey, force: bool, seen: set[str]
+) -> SkipReason | None:
+    if store.is_recorded_output(key.image_sha256):
+        return SkipReason.OUTPUT_OF_OURS
+    if key.image_sha256 in seen:
+        return SkipReason.SAME_CONTENT
+    row = store.find_generation(key)
+    if row is None:
+        return None
+    kind = store.claim_decision(row, run_id=None, force=force)
+    if kind is ClaimKind.COMPLETED and not Path(str(row.get("output_path") or "")).is_file():
+        return None  # its output is gone: it would be translated again
+    return _PREVIEW_SKIPS.get(kind)
+
+
+_PREVIEW_SKIPS = {
+    ClaimKind.COMPLETED: SkipReason.COMPLETED,
+    ClaimKind.ABANDONED: SkipReason.ABANDONED,
+    ClaimKind.BUSY: SkipReason.BUSY,
+}
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
 
 
 def _usable_out_dir(out_dir: Path, inputs: Sequence[Path]) -> Path:
@@ -176,7 +252,7 @@ async def open_translator(connection: Connection, concurrency: int) -> AsyncIter
 
 async def run_process(
     request: ProcessRequest,
-    jobs: Sequence[ImageJob],
+    plan: ProcessPlan,
     store: Store,
     *,
     clock: Clock,
@@ -192,7 +268,12 @@ async def run_process(
             emit=emit,
             control=control,
         )
-        return await batch.run(jobs, language=request.language.tag, model=request.model)
+        return await batch.run(
+            plan.jobs,
+            language=request.language.tag,
+            model=request.model,
+            files_skipped=plan.files_skipped,
+        )
 
 
 @dataclass(frozen=True)

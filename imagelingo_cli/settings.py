@@ -16,7 +16,7 @@ from typing import Any
 
 from imagelingo_cli.errors import DEFAULT_AUTO_RETRY, ErrorCode, SetupError
 from imagelingo_cli.languages import resolve_language
-from imagelingo_cli.retry import MAX_RETRIES
+from imagelingo_cli.limits import MAX_CONCURRENCY, MAX_RETRIES
 
 DEFAULT_MODEL = "gemini-2.5-flash-image"  # GA image model; see the README for why
 
@@ -41,24 +41,20 @@ def _model(value: str) -> str:
     return value
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a whole number") from None
-    if not 1 <= number <= 256:
-        raise ValueError(f"{number} is out of range (1 to 256)")
-    return number
+def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A parser of whole numbers from `low` to `high` (no upper bound: None)."""
 
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a whole number") from None
+        if number < low or (high is not None and number > high):
+            bounds = f"{low} to {high}" if high is not None else f"{low} or more"
+            raise ValueError(f"{number} is out of range ({bounds})")
+        return number
 
-def _retries(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a whole number") from None
-    if not 0 <= number <= MAX_RETRIES:
-        raise ValueError(f"{number} is out of range (0 to {MAX_RETRIES})")
-    return number
+    return parse
 
 
 def _seconds(value: str) -> float:
@@ -100,20 +96,33 @@ class _Key:
     parse: Callable[[str], Any]
     default: Any
     help: str
+    flag: str  # the command-line option that sets it for one run
 
 
 KEYS: Mapping[str, _Key] = {
-    "language": _Key(_language, "en", "default target language (--to)"),
-    "model": _Key(_model, DEFAULT_MODEL, "Gemini image model (--model)"),
-    "concurrency": _Key(_positive_int, 4, "requests in flight at most (--concurrency)"),
-    "auto_retry": _Key(_boolean, True, "retry transient failures automatically"),
-    "auto_retry_codes": _Key(
-        _codes, tuple(sorted(c.value for c in DEFAULT_AUTO_RETRY)), "codes retried automatically"
+    "language": _Key(_language, "en", "default target language", "--to"),
+    "model": _Key(_model, DEFAULT_MODEL, "Gemini image model", "--model"),
+    "concurrency": _Key(
+        _whole(1, MAX_CONCURRENCY), 4, "requests in flight at most", "--concurrency"
     ),
-    "max_retries": _Key(_retries, 2, "automatic retries per variation (--max-retries)"),
-    "max_wait": _Key(_seconds, 60.0, "longest server-asked wait, in seconds (--max-wait)"),
-    "timeout": _Key(_seconds, 120.0, "deadline of one attempt, in seconds (--timeout)"),
-    "out": _Key(_path, "imagelingo-out", "folder for the translated images (--out)"),
+    "auto_retry": _Key(
+        _boolean, True, "retry transient failures automatically", "--auto-retry/--no-auto-retry"
+    ),
+    "auto_retry_codes": _Key(
+        _codes,
+        tuple(sorted(c.value for c in DEFAULT_AUTO_RETRY)),
+        "codes retried automatically",
+        "--auto-retry-on",
+    ),
+    "max_retries": _Key(
+        _whole(0, MAX_RETRIES), 2, "automatic retries per variation", "--max-retries"
+    ),
+    "max_wait": _Key(_seconds, 60.0, "longest server-asked wait, in seconds", "--max-wait"),
+    "timeout": _Key(_seconds, 120.0, "deadline of one attempt, in seconds", "--timeout"),
+    "out": _Key(_path, "imagelingo-out", "folder for the translated images", "--out"),
+    "confirm_above": _Key(
+        _whole(0), 100, "ask on a terminal before sending more requests than this", "--yes"
+    ),
 }
 
 
@@ -128,6 +137,7 @@ class Settings:
     max_wait: float
     timeout: float
     out: str
+    confirm_above: int
     sources: Mapping[str, str]  # key -> "flag", "environment", "settings file", "default"
 
 
@@ -167,13 +177,44 @@ def resolve(
             values[name] = key.parse(text)
         except ValueError as exc:
             where = {
-                "flag": "option",
+                "flag": key.flag,
                 "environment": env_name,
-                "settings file": str(settings_path()),
+                "settings file": f"the settings file {settings_path()}",
             }
-            raise SetupError(f"invalid {name} from {where[source]}: {exc}") from None
+            raise SetupError(f"invalid {where[source]}: {exc}") from None
         sources[name] = source
     return Settings(sources=sources, **values)
+
+
+def shown(value: Any) -> str:
+    """A setting's value as the user writes it: on/off, comma-separated codes."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple | list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def defaults_in_effect(environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """Each key's value as it stands before any flag, and where it comes from, unparsed
+    (cheap enough for --help)."""
+    environ = os.environ if environ is None else environ
+    try:
+        stored = read_file()
+    except SetupError:
+        stored = {}
+    found = {}
+    for name, key in KEYS.items():
+        env_name = f"IMAGELINGO_{name.upper()}"
+        if environ.get(env_name):
+            found[name] = (environ[env_name], env_name)
+        elif name in stored:
+            found[name] = (shown(stored[name]), "settings file")
+        else:
+            found[name] = (shown(key.default), "built-in")
+    return found
 
 
 def set_value(name: str, text: str) -> Any:

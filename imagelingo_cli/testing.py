@@ -13,11 +13,11 @@ language), else a translated image. Each answer takes `seconds` on the engine's 
 from __future__ import annotations
 
 import base64
-import hashlib
 from dataclasses import dataclass, field
 
 from imagelingo_cli.answers import Usage
 from imagelingo_cli.clock import Clock
+from imagelingo_cli.digest import sha256
 from imagelingo_cli.errors import TranslationError
 from imagelingo_cli.gemini import Translation
 from imagelingo_cli.languages import Language
@@ -80,9 +80,7 @@ class ScriptedTranslator:
     async def translate(
         self, image: bytes, mime_type: str, language: Language, variation: int, model: str
     ) -> Translation:
-        request = Request(
-            hashlib.sha256(image).hexdigest(), mime_type, variation, language.tag, model
-        )
+        request = Request(sha256(image), mime_type, variation, language.tag, model)
         self.requests.append(request)
         queued = next((q for q in self._queue if q.matches(request)), None)
         if queued is not None:

@@ -66,6 +66,7 @@ class Proc:
             command = [sys.executable, "-c", f"{bootstrap}\n{start}", *args]
         self._stdout = bytearray()
         self._stderr = bytearray()
+        self._terminal: int | None = None
         self._readers: list[threading.Thread] = []
         self.started = time.monotonic()
         if terminal:
@@ -81,6 +82,7 @@ class Proc:
                 preexec_fn=preexec_fn,
             )
             os.close(slave)
+            self._terminal = master
             self._read_fd(master, self._stdout)
         else:
             self.popen = subprocess.Popen(
@@ -123,6 +125,11 @@ class Proc:
         thread = threading.Thread(target=target, daemon=True)
         thread.start()
         self._readers.append(thread)
+
+    def type(self, text: str) -> None:
+        """Keys typed at the pseudo terminal (terminal=True only)."""
+        assert self._terminal is not None, "not started on a terminal"
+        os.write(self._terminal, text.encode())
 
     @property
     def pid(self) -> int:

@@ -11,6 +11,7 @@ from rich.console import Console, RenderableType
 
 from imagelingo_cli import events as ev
 from imagelingo_cli.cli.progress import ProgressState, Row, detail_text, render_table
+from imagelingo_cli.cli.records import EventRecords
 from imagelingo_cli.cli.reporters import (
     JsonReporter,
     LiveReporter,
@@ -305,7 +306,7 @@ def _summary() -> ev.Summary:
 
 def test_failure_panel_lists_each_failure_with_its_retry_command() -> None:
     """Each failure shows what, code, label, a one-line message and its retry command."""
-    out = text_of(render_failure_panel(_summary()))
+    out = text_of(render_failure_panel(_summary(), width=200))
     assert "cafe-menu.jpg v1 es" in out
     assert "RATE_LIMIT (Rate Limit)" in out
     assert "imagelingo retry-failed 01JA-RATE" in out
@@ -367,14 +368,15 @@ def test_plain_reporter_prints_one_line_per_state_change() -> None:
 def test_json_reporter_writes_one_object_per_line() -> None:
     """JSON lines: every line parses, one per event, the last is batch_finished."""
     stream = io.StringIO()
-    with JsonReporter(stream) as report:
+    with JsonReporter(stream, EventRecords(FakeClock().now)) as report:
         for event in _script():
             report(event)
     objects = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert len(objects) == len(_script())
     assert objects[0]["event"] == "batch_started"
     assert objects[-1]["event"] == "batch_finished"
-    assert objects[-1]["summary"]["failures"][1]["ref"]["generation_id"] == "01JB-KEY"
+    assert objects[-1]["failures"][1]["variation"]["id"] == "01JB-KEY"
+    assert all(obj["at"].endswith("Z") for obj in objects)
 
 
 def test_live_reporter_leaves_the_final_table_and_survives_a_clock_outside_the_loop() -> None:

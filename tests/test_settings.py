@@ -35,6 +35,7 @@ def test_defaults_when_nothing_is_set(cli: Cli) -> None:
         "max_wait": (60.0, "default"),
         "timeout": (120.0, "default"),
         "out": ("imagelingo-out", "default"),
+        "confirm_above": (100, "default"),
     }
 
 

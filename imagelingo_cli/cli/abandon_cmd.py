@@ -14,13 +14,16 @@ from imagelingo_cli.cli.common import EXIT_FAILED, fail_setup, open_db, stderr
 
 def abandon(
     generation_ids: list[str] | None = typer.Argument(
-        None, help="Variation ids (or unique prefixes)."
+        None, metavar="ID...", help="Variation ids (or unique prefixes)."
     ),
     run: str | None = typer.Option(
-        None, "--run", help="Every failed or interrupted variation of this run."
+        None, "--run", metavar="RUN", help="Every failed or interrupted variation of this run."
     ),
     code: list[str] | None = typer.Option(
-        None, "--code", help="Only those whose error is this code (repeatable)."
+        None,
+        "--code",
+        metavar="CODE",
+        help="Only those whose error is this code (repeatable).",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="List what --run/--code would abandon; change nothing."
@@ -35,10 +38,17 @@ def abandon(
     A completed or running variation is refused (exit 1). A selection by --run or --code is
     listed first and asked about on a terminal; elsewhere it needs --yes. `process --force`
     translates an abandoned variation again.
+
+    \b
+    Examples:
+      imagelingo abandon 01m8q0v2
+      imagelingo abandon --run 01m8q0 --code SAFETY_BLOCKED --dry-run
+      imagelingo abandon --code NO_IMAGE --yes
     """
     from rich.console import Console
 
-    from imagelingo_cli.cli.wording import parse_codes, plural, resolve_generation, resolve_run
+    from imagelingo_cli.cli.common import plural
+    from imagelingo_cli.cli.wording import parse_codes, resolve_generation, resolve_run
     from imagelingo_cli.states import GenerationStatus
     from imagelingo_cli.store import queries
 
@@ -93,7 +103,7 @@ def _confirmed(
     console: Any, store: Any, selected: list[dict[str, Any]], *, dry_run: bool, yes: bool
 ) -> bool:
     """List a --run/--code selection; True when it is to be abandoned now."""
-    from imagelingo_cli.cli.wording import plural
+    from imagelingo_cli.cli.common import plural
     from imagelingo_cli.store import queries
 
     if not selected:

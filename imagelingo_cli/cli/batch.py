@@ -16,12 +16,14 @@ import typer
 
 from imagelingo_cli import events as ev
 from imagelingo_cli.cli.common import exit_code, fail_setup, silence_stdout
+from imagelingo_cli.cli.records import EventRecords
 from imagelingo_cli.cli.reporters import (
     JsonReporter,
     LiveReporter,
     PipeConsole,
     PlainReporter,
     Reporter,
+    failure_lines,
     render_failure_panel,
     render_summary_line,
 )
@@ -133,7 +135,7 @@ def _can_watch_signals() -> bool:
 def reporter_for(json_output: bool, clock: Clock) -> Reporter:
     """JSON lines for --json, the live table on a terminal, plain lines otherwise."""
     if json_output:
-        return JsonReporter(sys.stdout)
+        return JsonReporter(sys.stdout, EventRecords(clock.now))
     _tolerate_undecodable_names()
     console = PipeConsole(highlight=False)
     if console.is_terminal:
@@ -155,9 +157,12 @@ def report_outcome(summary: ev.Summary, reporter: Reporter, json_output: bool) -
     if not json_output and not reporter.closed:
         console = PipeConsole(highlight=False)
         try:
-            if summary.failures:
-                console.print(render_failure_panel(summary))
-            console.print(render_summary_line(summary))
+            if summary.failures and console.is_terminal:
+                console.print(render_failure_panel(summary, width=console.width))
+            elif summary.failures:  # piped: one line per failure, never wrapped
+                for line in failure_lines(summary):
+                    console.print(line, markup=False, highlight=False, soft_wrap=True)
+            console.print(render_summary_line(summary), soft_wrap=True)
         except BrokenPipeError:
             silence_stdout()
     raise typer.Exit(exit_code(summary))

@@ -36,6 +36,59 @@ def fail_setup(message: str) -> NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
+FORMATS = ("table", "tsv", "csv", "json")
+PIPED_WIDTH = 100_000  # "no width": a record is one line whatever its length
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """`1 variation`, `2 variations`; `words` for an irregular plural."""
+    return f"{count} {word if count == 1 else words or word + 's'}"
+
+
+def skipped_files(counts: dict[str, int]) -> str:
+    """`3 files skipped (2 not images, 1 hidden)`, or "" when none was."""
+    total = sum(counts.values())
+    if not total:
+        return ""
+    parts = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda x: -x[1]))
+    return f"{plural(total, 'file')} skipped ({parts})"
+
+
+def nothing_to_do(words: str, json_output: bool, **fields: object) -> None:
+    """A batch command with nothing to send: a sentence on stderr, or one JSON line
+    `{"event": "nothing_to_do", "at": …, "reason": …}` on stdout."""
+    if json_output:
+        import json
+        import time
+
+        from imagelingo_cli.cli.records import utc
+
+        record = {"event": "nothing_to_do", "at": utc(time.time()), "reason": words, **fields}
+        sys.stdout.write(json.dumps(record) + "\n")
+        return
+    stderr().print(words, markup=False, soft_wrap=True)
+
+
+def stdout_console() -> Console:
+    """Stdout for tables and text: a terminal's width, or, when piped, no width at all, so
+    that each record is one line, never wrapped."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if console.is_terminal:
+        return console
+    return Console(highlight=False, width=PIPED_WIDTH, soft_wrap=True)
+
+
+def output_format(chosen: str, json_flag: bool) -> str:
+    """--format, with --json as its short form."""
+    if json_flag:
+        return "json"
+    if chosen not in FORMATS:
+        fail_setup(f"unknown format {chosen!r} (valid: {', '.join(FORMATS)})")
+    return chosen
+
+
 def silence_stdout() -> None:
     """Stdout's reader is gone (`| head`): point it at /dev/null, so that nothing written
     later, nor Python's flush at exit, raises BrokenPipeError."""

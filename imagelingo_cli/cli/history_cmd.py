@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagelingo_cli.cli.common import fail_setup, read_db
+from imagelingo_cli.cli import options
+from imagelingo_cli.cli.common import fail_setup, output_format, read_db, stdout_console
 from imagelingo_cli.cli.when import HELP as SINCE_HELP
 from imagelingo_cli.cli.when import parse_since
 
@@ -18,64 +18,41 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 
-JSON_COLUMNS = (
-    "id",
-    "source_path",
-    "relative_path",
-    "variation",
-    "target_language",
-    "model",
-    "backend",
-    "status",
-    "error_code",
-    "error_message",
-    "retry_count",
-    "attempt_count",
-    "is_retryable",
-    "credits_charged",
-    "first_error_at",
-    "last_retry_at",
-    "created_at",
-    "updated_at",
-    "completed_at",
-    "output_path",
-    "run_id",
-)
-RENAMED = {"source_path": "image", "target_language": "language"}
-
-
 def history(
     errors: bool = typer.Option(
         False, "--errors", help="Only failed variations, with code, message and retry count."
     ),
-    run: str | None = typer.Option(
-        None, "--run", help="Only variations this run worked on (id or unique prefix)."
-    ),
+    run: str | None = options.RUN,
     code: list[str] | None = typer.Option(
-        None, "--code", help="Only variations whose last error is this code (repeatable)."
+        None,
+        "--code",
+        metavar="CODE",
+        help="Only variations whose last error is this code (repeatable).",
     ),
     since: str | None = typer.Option(None, "--since", metavar="WHEN", help=SINCE_HELP),
-    limit: int = typer.Option(50, "--limit", "-n", help="Newest N variations (0: all)."),
-    db: Path | None = typer.Option(
-        None, "--db", help="Database file (default: IMAGELINGO_DB or the user data folder)."
+    limit: int = typer.Option(50, "--limit", metavar="N", help="Newest N variations (0: all)."),
+    db: Path | None = options.DB,
+    output: str = typer.Option(
+        "table", "--format", metavar="FORMAT", help="table, tsv, csv or json."
     ),
-    json_output: bool = typer.Option(
-        False, "--json", help="One JSON array of objects on stdout (see below), nothing else."
-    ),
+    json_output: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
     """Every variation, newest first, failures included ("Failed after 2 retries · Rate Limit").
 
-    --json prints one JSON array; each object has id, image (absolute source path),
-    relative_path, variation, language, model, backend, status, story, error_code,
-    error_message, retry_count, attempt_count, is_retryable (true/false/null),
-    credits_charged, first_error_at, last_retry_at, created_at, updated_at (UTC),
-    completed_at, output_path and run_id.
-    """
-    from rich.console import Console
+    tsv, csv and json hold every field of a variation (the README's "JSON output" lists
+    them); piped, the table prints one variation per line.
 
+    \b
+    Examples:
+      imagelingo history --errors
+      imagelingo history --run 01m8q0 --code RATE_LIMIT
+      imagelingo history --since 2h --format tsv | cut -f1,3,9
+    """
+    from imagelingo_cli.cli.records import VARIATION_FIELDS, variation_record, write_records
     from imagelingo_cli.cli.wording import parse_codes, resolve_run
     from imagelingo_cli.store import queries
 
+    chosen = output_format(output, json_output)
     if limit < 0:
         fail_setup("--limit must be 0 (all) or more")
     try:
@@ -96,10 +73,10 @@ def history(
         total = queries.count_history(store, filters) if limit and len(rows) == limit else len(rows)
     finally:
         store.close()
-    if json_output:
-        typer.echo(json.dumps([_json(row) for row in rows], indent=2))
+    if chosen != "table":
+        write_records([variation_record(row) for row in rows], VARIATION_FIELDS, chosen)
         return
-    console = Console(highlight=False)
+    console = stdout_console()
     if not rows:
         filtered = run or codes or since
         if errors:
@@ -112,15 +89,6 @@ def history(
         console.print(f"Showing the newest {len(rows)} of {total:,} (--limit 0 shows all).")
     if errors:
         _errors_footer(console, rows, total, run=filters.run_id, codes=codes)
-
-
-def _json(row: dict[str, Any]) -> dict[str, Any]:
-    from imagelingo_cli.cli.wording import story
-
-    out = {RENAMED.get(column, column): row[column] for column in JSON_COLUMNS}
-    out["is_retryable"] = None if row["is_retryable"] is None else bool(row["is_retryable"])
-    out["story"] = story(row)
-    return out
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
@@ -175,7 +143,7 @@ def _errors_footer(
     run: str | None,
     codes: tuple[str, ...],
 ) -> None:
-    from imagelingo_cli.cli.wording import plural
+    from imagelingo_cli.cli.common import plural
 
     helpful = sum(1 for row in rows if row["is_retryable"])
     shown = "" if total == len(rows) else f" of the {len(rows)} shown"

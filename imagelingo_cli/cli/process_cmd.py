@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from imagelingo_cli.cli import options
-from imagelingo_cli.cli.common import fail_setup, open_db
+from imagelingo_cli.cli.common import fail_setup, nothing_to_do, open_db, skipped_files, stderr
 from imagelingo_cli.errors import SetupError
+
+if TYPE_CHECKING:
+    from imagelingo_cli.runner import ProcessPlan, ProcessRequest
+    from imagelingo_cli.store import Store
 
 PROFILES = ("ok", "flaky", "rate-limited", "outage")
 
 
 def process(
     ctx: typer.Context,
-    paths: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
-    variations: int = typer.Option(1, "--variations", "-n", help="Variations per image."),
+    paths: list[Path] = typer.Argument(
+        ..., metavar="PATH...", help="Image files or folders (searched recursively)."
+    ),
+    variations: int = typer.Option(
+        1, "--variations", "-n", metavar="N", help="Variations per image."
+    ),
     to: str | None = typer.Option(
-        None, "--to", help="Target language: a code (es, pt-BR) or a name."
+        None, "--to", metavar="LANG", help="Target language: a code (es, pt-BR) or a name."
     ),
     model: str | None = options.MODEL,
     concurrency: int | None = options.CONCURRENCY,
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Folder for the translated images (default imagelingo-out)."
+        None, "--out", "-o", metavar="DIR", help="Folder for the translated images."
     ),
     max_retries: int | None = options.MAX_RETRIES,
     auto_retry: bool | None = options.AUTO_RETRY,
@@ -41,69 +53,148 @@ def process(
         help="Use the built-in simulator (ok, flaky, rate-limited, outage); no key needed.",
     ),
     base_url: str | None = options.BASE_URL,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what would be sent and skipped, and the cost; send nothing."
+    ),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Do not ask before a large run (see settings confirm_above)."
+    ),
     db: Path | None = options.DB,
-    json_output: bool = typer.Option(False, "--json", help="JSON lines on stdout, nothing else."),
+    json_output: bool = typer.Option(
+        False, "--json", help="JSON lines on stdout: one object per event, nothing else."
+    ),
 ) -> None:
-    """Translate the text in every image found, N variations each, retrying what is transient."""
-    from imagelingo_cli.cli.batch import clock_from, report_outcome, reporter_for, run_batch
-    from imagelingo_cli.gemini import api_key_from_env
-    from imagelingo_cli.languages import resolve_language
-    from imagelingo_cli.runner import Connection, ProcessRequest, plan_process, run_process
-    from imagelingo_cli.settings import resolve
+    """Translate the text in every image found, N variations each, retrying what is transient.
 
-    if simulate is not None and simulate not in PROFILES:
-        fail_setup(f"unknown simulator profile {simulate!r} (valid: {', '.join(PROFILES)})")
-    try:
-        settings = resolve(
-            {
-                "language": to,
-                "model": model,
-                "concurrency": concurrency,
-                "out": str(out) if out is not None else None,
-                **options.policy_flags(
-                    max_retries=max_retries,
-                    auto_retry=auto_retry,
-                    auto_retry_on=auto_retry_on,
-                    max_wait=max_wait,
-                    timeout=timeout,
+    Folders are searched recursively for PNG, JPEG, WebP and HEIC/HEIF images. Each output is
+    written to DIR/<folder>/<name>.<language>.v<N>.<ext>. A variation already done for the
+    same image content, language and model is skipped; --force translates it again.
+
+    \b
+    Examples:
+      imagelingo process ./photos --to es -n 2
+      imagelingo process sample_images --simulate flaky    # no API key needed
+      imagelingo process ./photos --to fr --dry-run        # what it would send and cost
+      imagelingo process ./photos --to fr --json > events.jsonl
+
+    With no image found it says so and exits 0, recording nothing.
+    """
+    with starting(json_output):  # the imports below take a moment: say so at once
+        from imagelingo_cli.gemini import api_key_from_env
+        from imagelingo_cli.languages import resolve_language
+        from imagelingo_cli.runner import Connection, ProcessRequest, plan_process
+        from imagelingo_cli.settings import resolve
+
+        if simulate is not None and simulate not in PROFILES:
+            fail_setup(f"unknown simulator profile {simulate!r} (valid: {', '.join(PROFILES)})")
+        try:
+            settings = resolve(
+                {
+                    "language": to,
+                    "model": model,
+                    "concurrency": concurrency,
+                    "out": str(out) if out is not None else None,
+                    **options.policy_flags(
+                        max_retries=max_retries,
+                        auto_retry=auto_retry,
+                        auto_retry_on=auto_retry_on,
+                        max_wait=max_wait,
+                        timeout=timeout,
+                    ),
+                }
+            )
+            request = ProcessRequest(
+                paths=paths,
+                variations=variations,
+                language=resolve_language(settings.language),
+                model=settings.model,
+                out_dir=Path(settings.out),
+                policy=options.policy_from(settings),
+                concurrency=settings.concurrency,
+                connection=Connection(
+                    api_key=api_key_from_env(),
+                    simulate=simulate,
+                    base_url=None if simulate else base_url,
+                    timeout=settings.timeout,
                 ),
-            }
-        )
-        request = ProcessRequest(
-            paths=paths,
-            variations=variations,
-            language=resolve_language(settings.language),
-            model=settings.model,
-            out_dir=Path(settings.out),
-            policy=options.policy_from(settings),
-            concurrency=settings.concurrency,
-            connection=Connection(
-                api_key=api_key_from_env(),
-                simulate=simulate,
-                base_url=None if simulate else base_url,
-                timeout=settings.timeout,
-            ),
-            force=force,
-            rpm=rpm,
-        )
-        request.batch_options()  # the batch's own checks, before anything is created
-    except (SetupError, ValueError) as exc:
-        fail_setup(str(exc))
-    store = open_db(db)  # before plan_process creates the output folder:
-    try:  # a refused database must not leave an empty output folder behind
-        jobs = plan_process(request, store)
-    except SetupError as exc:
-        store.close()
-        fail_setup(str(exc))
-    clock = clock_from(ctx)
+                force=force,
+                rpm=rpm,
+            )
+            request.batch_options()  # the batch's own checks, before anything is created
+        except (SetupError, ValueError) as exc:
+            fail_setup(str(exc))
+        store = open_db(db)  # before plan_process creates the output folder:
+        try:  # a refused database must not leave an empty output folder behind
+            plan = plan_process(request, store)
+        except SetupError as exc:
+            store.close()
+            fail_setup(str(exc))
+    _run(
+        ctx,
+        request,
+        store,
+        plan,
+        settings.confirm_above,
+        dry_run=dry_run,
+        yes=yes,
+        json_output=json_output,
+    )
+
+
+def _run(
+    ctx: typer.Context,
+    request: ProcessRequest,
+    store: Store,
+    plan: ProcessPlan,
+    confirm_above: int,
+    *,
+    dry_run: bool,
+    yes: bool,
+    json_output: bool,
+) -> None:
+    from imagelingo_cli.cli.batch import clock_from, report_outcome, reporter_for, run_batch
+    from imagelingo_cli.cli.preview import confirm_large_run, show_process_plan
+    from imagelingo_cli.runner import preview_process, run_process
+
     try:
+        if not plan.jobs:
+            _no_images(list(request.paths), plan.files_skipped, json_output)
+            return
+        if dry_run:
+            show_process_plan(preview_process(request, plan, store), json_output=json_output)
+            return
+        if not yes and request.connection.simulate is None:
+            confirm_large_run(plan.variations, request.model, confirm_above)
+        clock = clock_from(ctx)
         with reporter_for(json_output, clock) as reporter:
             summary = run_batch(
                 lambda control: run_process(
-                    request, jobs, store, clock=clock, emit=reporter, control=control
+                    request, plan, store, clock=clock, emit=reporter, control=control
                 ),
                 reporter=reporter,
             )
     finally:
         store.close()
     report_outcome(summary, reporter, json_output)
+
+
+@contextmanager
+def starting(json_output: bool) -> Iterator[None]:
+    """On a terminal, say at once that work has begun (finding images can take a while)."""
+    if json_output or not sys.stderr.isatty():
+        yield
+        return
+
+    with stderr().status("Finding images…", spinner="dots"):
+        yield
+
+
+def _no_images(paths: list[Path], files_skipped: dict[str, int], json_output: bool) -> None:
+    """No image found: say where was looked and what was found instead; no run is recorded."""
+    where = ", ".join(str(p) for p in paths)
+    left_out = skipped_files(files_skipped)
+    nothing_to_do(
+        f"No images found under {where}" + (f" ({left_out})." if left_out else "."),
+        json_output,
+        files_skipped=files_skipped,
+    )

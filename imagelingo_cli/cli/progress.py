@@ -4,6 +4,7 @@ variation plus counts; `render_table` draws that state, a pure function of (stat
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ STATUS_WORD = {"completed": "done"}  # the Status column's word, where it differ
 COUNT_WORD = {"completed": "done"}
 RETRY_HINT = "transient: imagelingo retry-failed"
 IMAGE_MIN = 18
+IMAGE_FLOOR = 8
 
 
 @dataclass
@@ -274,6 +276,31 @@ def detail_text(row: Row, now: float) -> str:
     return text
 
 
+_SERVER_ASKED = re.compile(r" \(server asked [^)]*\)$")
+_ATTEMPT = re.compile(r"^Attempt \d+/\d+: ")
+
+
+def detail_texts(row: Row, now: float) -> tuple[str, ...]:
+    """The Detail column's words from the fullest to the fewest that still say what matters:
+    "Attempt 1/3: Failed - Rate Limit · retrying in 3s (server asked 1s)" down to
+    "Rate Limit · retry in 3s"."""
+    full = detail_text(row, now)
+    unasked = _SERVER_ASKED.sub("", full)
+    bare = _ATTEMPT.sub("", unasked)
+    hinted = bare.replace(f" ({RETRY_HINT})", " (transient)")
+    fewest = hinted
+    error = row.error
+    if row.status == "retrying" and error is not None and row.retry_at is not None:
+        fewest = f"{error.label} · retry in {countdown(row.retry_at, now)}s"
+    elif row.status == "failed" and error is not None:
+        fewest = f"{error.label} ({'transient' if error.transient else 'permanent'})"
+    elif row.status == "completed":
+        fewest = "Succeeded"
+    elif row.status == "skipped":
+        fewest = bare.removeprefix("Skipped - ")
+    return tuple(dict.fromkeys((full, unasked, bare, hinted, fewest)))
+
+
 def clock_text(seconds: float) -> str:
     """0:42, 1:10, 1:02:03."""
     total = int(seconds)
@@ -375,8 +402,10 @@ def render_footer(state: ProgressState, now: float) -> Footer:
             timing.append(" · retry budget spent: no more automatic retries", style="yellow")
     if state.stopped is not None:
         timing.append(f" · sending stopped: {state.stopped.label}", style="red")
-    if state.stopping is not None:
+    if state.stopping is not None and state.summary is None:
         timing.append(f" · {stop_text(state.stopping)}", style="bold yellow")
+    elif state.stopping is not None:
+        timing.append(f" · stopped ({state.stopping.signal})", style="yellow")
     return Footer(text, timing)
 
 
@@ -386,7 +415,11 @@ class _Line:
     variation: str
     language: str
     status: str
-    detail: str
+    details: tuple[str, ...]  # the same detail, from the full words to the fewest
+
+    def detail(self, width: int) -> str:
+        """The longest wording that fits `width` cells (the shortest, cut, if none does)."""
+        return next((d for d in self.details if cell_len(d) <= width), self.details[-1])
 
 
 class _ProgressView:
@@ -407,11 +440,16 @@ class _ProgressView:
         lang = widest([line.language for line in lines], "Lang")
         status = widest([STATUS_WORD.get(line.status, line.status) for line in lines], "Status", 8)
         image_wanted = widest([line.image for line in lines], "Image")
-        detail_wanted = widest([line.detail for line in lines], "Detail")
+        detail_wanted = widest([line.details[0] for line in lines], "Detail")
+        detail_needed = widest([line.details[-1] for line in lines], "Detail")
         # Columns are 2 cells apart. Detail matters most: the Image column gives way first,
-        # down to IMAGE_MIN cells; what still does not fit is cut with an ellipsis.
+        # to IMAGE_MIN cells so the detail keeps its full words, then to IMAGE_FLOOR so it
+        # keeps its fewest (the code, the countdown); each row words itself to fit.
         room = max(10, options.max_width - var - lang - status - 4 * 2)
-        image = min(image_wanted, max(IMAGE_MIN, room - detail_wanted))
+        image = min(
+            image_wanted,
+            max(room - detail_wanted, min(IMAGE_MIN, room - detail_needed), IMAGE_FLOOR),
+        )
         detail = max(1, min(detail_wanted, room - image))
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
         table.add_column("Image", no_wrap=True, width=image)
@@ -425,7 +463,7 @@ class _ProgressView:
                 line.variation,
                 line.language,
                 Text(STATUS_WORD.get(line.status, line.status), style=STATUS_STYLE[line.status]),
-                line.detail,
+                line.detail(detail),
             )
         parts: list[RenderableType] = [table]
         if self.fold is not None:
@@ -450,4 +488,4 @@ def render_table(
 
 def _line(row: Row, now: float) -> _Line:
     ref = row.ref
-    return _Line(ref.image, f"v{ref.variation}", ref.language, row.status, detail_text(row, now))
+    return _Line(ref.image, f"v{ref.variation}", ref.language, row.status, detail_texts(row, now))

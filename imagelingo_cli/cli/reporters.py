@@ -12,13 +12,14 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, Self, TextIO
 
-from rich.console import Console, Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleDimensions, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
 from imagelingo_cli import events as ev
-from imagelingo_cli.cli.common import silence_stdout
+from imagelingo_cli.cli.common import plural, silence_stdout, skipped_files
 from imagelingo_cli.cli.progress import (
     FINISHED,
     ProgressState,
@@ -27,6 +28,7 @@ from imagelingo_cli.cli.progress import (
     render_table,
     stop_text,
 )
+from imagelingo_cli.cli.records import EventRecords
 
 CHROME_LINES = 8  # header, rule, fold line, footer and room for messages above the table
 COMPACT_STATUSES = ("failed", "interrupted")
@@ -112,6 +114,7 @@ class LiveReporter:
         self.state = ProgressState(self._now)
         self._lock = threading.Lock()
         self._final = False
+        self._size: ConsoleDimensions | None = None
         self._live = Live(
             console=console,
             get_renderable=self._renderable,
@@ -134,6 +137,7 @@ class LiveReporter:
         return max(3, self.console.size.height - CHROME_LINES)
 
     def _renderable(self) -> RenderableType:
+        self._after_resize()
         with self._lock:
             if not self._final:
                 return render_table(self.state, max_rows=self._max_rows())
@@ -143,6 +147,15 @@ class LiveReporter:
                 max_rows=self._max_rows(),
                 statuses=COMPACT_STATUSES if many else None,
             )
+
+    def _after_resize(self) -> None:
+        """The terminal changed size: its re-flow of the last frame would leave stale rows
+        that Live cannot reach, so clear the screen; the next frame is drawn from the top."""
+        size = self.console.size
+        if self._size is not None and size != self._size:
+            self.console.file.write("\x1b[2J\x1b[H")
+            self.console.file.flush()
+        self._size = size
 
     def __call__(self, event: ev.Event) -> None:
         self._sync_clock()
@@ -187,7 +200,7 @@ class PlainReporter(_Unframed):
         match event:
             case ev.BatchStarted():
                 return (
-                    f"{event.command} run {event.run_id}: {event.total} variations, "
+                    f"{event.command} run {event.run_id}: {plural(event.total, 'variation')}, "
                     f"concurrency {event.concurrency}"
                 )
             case ev.AttemptStarted(ref=ref) | ev.VariationFailed(ref=ref):
@@ -236,13 +249,15 @@ class PlainReporter(_Unframed):
 
 
 class JsonReporter(_Unframed):
-    """One JSON object per event and line; nothing else is written to the stream."""
+    """One JSON object per event and line (`records.EventRecords`); nothing else is written
+    to the stream."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, records: EventRecords) -> None:
         self.stream = stream
+        self.records = records
 
     def __call__(self, event: ev.Event) -> None:
-        line = json.dumps(ev.event_to_dict(event), default=str) + "\n"
+        line = json.dumps(self.records(event), default=str) + "\n"
 
         def write() -> None:
             self.stream.write(line)
@@ -259,59 +274,96 @@ def _one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+PANEL_FRAME = 4  # a panel's borders and padding, in cells
 
 
-def render_failure_panel(summary: ev.Summary, *, limit: int = 20) -> RenderableType:
+def render_failure_panel(summary: ev.Summary, *, width: int, limit: int = 20) -> RenderableType:
     """Each failed variation: what, which code, the API's message, and the command that
-    retries it; then how to retry them all. Past `limit` failures, where to see the rest."""
+    retries it; then how to retry them all. A command to copy is never cut by wrapping:
+    when one would not fit in the box at `width`, all of them are listed under it, one per
+    line. Past `limit` failures, where to see the rest."""
     failures = summary.failures
+    shown = failures[:limit]
+    commands = _commands(shown, summary.run_id, hidden=len(failures) - limit)
+    inside = all(
+        cell_len(f"  {words}{command}") <= width - PANEL_FRAME for words, command in commands
+    )
     lines: list[RenderableType] = []
-    for failure in failures[:limit]:
+    for failure in shown:
         ref, error = failure.ref, failure.error
         head = Text()
         head.append(f"{ref.image} v{ref.variation} {ref.language}", style="bold")
         head.append("  ")
         head.append(f"{error.code} ({error.label})", style="red")
         attempts = failure.attempts
-        head.append(f" · {_plural(attempts, 'attempt')}" if attempts else " · not sent")
+        head.append(f" · {plural(attempts, 'attempt')}" if attempts else " · not sent")
         lines.append(head)
         lines.append(Text("  " + _one_line(error.message)))
         if failure.kept_output:
             lines.append(Text(f"  the earlier output is kept: {failure.kept_output}"))
-            continue
-        how = Text("  retry: ") if error.transient else Text("  permanent: fix the cause, then ")
-        how.append(f"imagelingo retry-failed {ref.generation_id}", style="cyan")
-        lines.append(how)
-    hidden = len(failures) - limit
-    if hidden > 0:
-        lines.append(
-            Text(
-                f"… {hidden} more: imagelingo history --errors --run {summary.run_id}",
-                style="dim",
-            )
+        elif inside:
+            lines.append(_command_line(*commands[shown.index(failure)]))
+    if inside:
+        lines.append(Text())
+        lines.extend(_command_line(*pair) for pair in commands[len(shown) :])
+    title = f"{plural(summary.failed or len(failures), 'failed variation')}"
+    panel = Panel(Group(*lines), title=title, title_align="left", border_style="red")
+    if inside:
+        return panel
+    below = [_command_line(words, command, indent="") for words, command in commands]
+    return Group(panel, *below)
+
+
+def failure_lines(summary: ev.Summary) -> list[str]:
+    """The failure panel as plain lines for a pipe: one per failed variation, with its code,
+    message and the command that retries it."""
+    lines = []
+    for failure in summary.failures:
+        ref, error = failure.ref, failure.error
+        then = (
+            f"the earlier output is kept: {failure.kept_output}"
+            if failure.kept_output
+            else f"{'retry' if error.transient else 'permanent, then'}: "
+            f"imagelingo retry-failed {ref.generation_id}"
         )
-    lines.append(Text())
-    lines.append(_retry_all_hint(failures))
-    title = f"{_plural(summary.failed or len(failures), 'failed variation')}"
-    return Panel(Group(*lines), title=title, title_align="left", border_style="red")
+        lines.append(
+            f"FAILED {ref.image} v{ref.variation} {ref.language} {error.code}: "
+            f"{_one_line(error.message)} · {then}"
+        )
+    return lines
 
 
-def _retry_all_hint(failures: list[ev.Failure]) -> Text:
+def _commands(failures: list[ev.Failure], run_id: str, *, hidden: int) -> list[tuple[str, str]]:
+    """(words, command) pairs: one per failure (in order; the permanent ones say so), then
+    the run's: the rest, all of them, one code, the transient ones."""
+    pairs = []
+    for failure in failures:
+        if failure.kept_output:
+            continue
+        words = "retry: " if failure.error.transient else "permanent: fix the cause, then "
+        pairs.append((words, f"imagelingo retry-failed {failure.ref.generation_id}"))
+    if hidden > 0:
+        pairs.append((f"{hidden} more: ", f"imagelingo history --errors --run {run_id}"))
     retryable = [f for f in failures if not f.kept_output]
+    if not retryable:
+        return pairs
+    pairs.append(("retry them all: ", "imagelingo retry-failed"))
     codes = sorted({f.error.code for f in retryable})
     transient = [f for f in retryable if f.error.transient]
-    hint = Text("Retry them all: ")
-    hint.append("imagelingo retry-failed", style="cyan")
     if len(codes) > 1:
-        hint.append(" · one code: ")
         first = next((f.error.code for f in transient), codes[0])
-        hint.append(f"imagelingo retry-failed --code {first}", style="cyan")
+        pairs.append(("one code: ", f"imagelingo retry-failed --code {first}"))
     if transient and len(transient) < len(retryable):
-        hint.append(" · transient only: ")
-        hint.append("imagelingo retry-failed --transient-only", style="cyan")
-    return hint
+        pairs.append(("transient only: ", "imagelingo retry-failed --transient-only"))
+    return pairs
+
+
+def _command_line(words: str, command: str, *, indent: str = "  ") -> Text:
+    line = Text(indent + words[:1].upper() + words[1:] if not indent else indent + words)
+    line.append(command, style="cyan")
+    line.no_wrap = True
+    line.overflow = "ignore"
+    return line
 
 
 def render_summary_line(summary: ev.Summary) -> str:
@@ -319,15 +371,18 @@ def render_summary_line(summary: ev.Summary) -> str:
     resume an interrupted run."""
     line = (
         f"{summary.completed} completed, {summary.failed} failed, {summary.skipped} skipped "
-        f"in {summary.elapsed:.1f} s · {_plural(summary.attempts, 'attempt')} · "
-        f"{_plural(summary.credits_charged, 'credit')}"
+        f"in {summary.elapsed:.1f} s · {plural(summary.attempts, 'attempt')} · "
+        f"{plural(summary.credits_charged, 'credit')}"
     )
+    left_out = skipped_files(summary.files_skipped)
+    if left_out:
+        line += f"\nFound but not images: {left_out}"
     if summary.status == "interrupted" or summary.interrupted:
         unfinished = summary.interrupted or max(
             0, summary.total - summary.completed - summary.failed - summary.skipped
         )
         line += (
-            f"\nInterrupted: {_plural(unfinished, 'variation')} not finished. "
+            f"\nInterrupted: {plural(unfinished, 'variation')} not finished. "
             "Run the same command again to resume."
         )
     return line

@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from imagelingo_cli.cli import options
-from imagelingo_cli.cli.common import db_path, fail_setup, open_db, stderr
+from imagelingo_cli.cli.common import db_path, fail_setup, nothing_to_do, open_db, stderr
 from imagelingo_cli.errors import SetupError
 
 
 def retry_failed(
     ctx: typer.Context,
     generation_ids: list[str] | None = typer.Argument(
-        None, help="Variations to retry (id or unique prefix); default: every failed one."
+        None,
+        metavar="ID...",
+        help="Variations to retry (id or unique prefix); default: every failed one.",
     ),
-    run: str | None = typer.Option(None, "--run", help="Only variations that failed in this run."),
-    code: list[str] | None = typer.Option(
-        None, "--code", help="Only this error code (repeatable)."
+    run: str | None = typer.Option(
+        None, "--run", metavar="RUN", help="Only variations that failed in this run."
     ),
+    code: list[str] | None = options.CODES,
     transient_only: bool = typer.Option(
         False, "--transient-only", help="Only failures that may pass on a retry."
     ),
     model: str | None = typer.Option(
-        None, "--model", help="Retry with this model instead of the one each variation used."
+        None,
+        "--model",
+        metavar="MODEL",
+        help="Retry with this model instead of the one each variation used.",
     ),
     concurrency: int | None = options.CONCURRENCY,
     max_retries: int | None = options.MAX_RETRIES,
@@ -38,18 +42,29 @@ def retry_failed(
     base_url: str | None = options.BASE_URL,
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be sent; send nothing."),
     db: Path | None = options.DB,
-    json_output: bool = typer.Option(False, "--json", help="JSON lines on stdout, nothing else."),
+    json_output: bool = typer.Option(
+        False, "--json", help="JSON lines on stdout: one object per event, nothing else."
+    ),
 ) -> None:
     """Retry failed variations with the parameters they were made with; never a completed one.
 
     The key and the base URL come from the present environment and flags first, then from
     what each variation recorded; the policy options work as for `process`.
+
+    \b
+    Examples:
+      imagelingo retry-failed                      # every failed variation
+      imagelingo retry-failed 01m8q0v2 01m8q0w7    # these two
+      imagelingo retry-failed --code RATE_LIMIT --dry-run
+      imagelingo retry-failed --transient-only --model gemini-3-pro-image-preview
     """
     from imagelingo_cli.cli.batch import clock_from, report_outcome, reporter_for, run_batch
+    from imagelingo_cli.cli.preview import show_retry_plan
     from imagelingo_cli.cli.wording import parse_codes, resolve_generation, resolve_run
     from imagelingo_cli.gemini import api_key_from_env
     from imagelingo_cli.runner import Connection, RetryRequest, plan_retry, run_retry
     from imagelingo_cli.settings import resolve
+    from imagelingo_cli.store import queries
 
     codes = parse_codes(code)
     try:
@@ -73,7 +88,7 @@ def retry_failed(
     except (SetupError, ValueError) as exc:
         fail_setup(str(exc))
     if not db_path(db)[0].expanduser().exists():
-        _list(None, [], dry_run=dry_run, json_output=json_output)
+        nothing_to_do("Nothing to retry: no failed variations.", json_output)
         raise typer.Exit(0)
     store = open_db(db)
     try:
@@ -87,8 +102,12 @@ def retry_failed(
             fail_setup(
                 "none of the given ids is a failed variation (see imagelingo history --errors)"
             )
-        if not rows or dry_run:
-            _list(store, rows, dry_run=dry_run, json_output=json_output)
+        if not rows:
+            nothing_to_do("Nothing to retry: no failed variations.", json_output)
+            raise typer.Exit(0)
+        if dry_run:
+            short = queries.short_ids(store, [str(row["id"]) for row in rows])
+            show_retry_plan(rows, short, settings.model if model else None, json_output=json_output)
             raise typer.Exit(0)
         try:
             request = RetryRequest(
@@ -130,41 +149,3 @@ def _say_skipped(store: Any, ids: list[str], rows: list[dict[str, Any]]) -> None
         stderr().print(
             f"{short}: not retried, it is {status}; only failed or interrupted ones are."
         )
-
-
-def _list(store: Any, rows: list[dict[str, object]], *, dry_run: bool, json_output: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from imagelingo_cli.store import queries
-
-    if json_output:
-        keys = ("id", "source_path", "variation", "target_language", "model", "backend")
-        payload = {
-            "dry_run": dry_run,
-            "would_send": [
-                {**{k: r[k] for k in keys}, "error_code": r["error_code"]} for r in rows
-            ],
-        }
-        typer.echo(json.dumps(payload))
-        return
-    console = Console(highlight=False)
-    if not rows:
-        console.print("Nothing to retry: no failed variations.")
-        return
-    short = queries.short_ids(store, [str(row["id"]) for row in rows])
-    table = Table(
-        title=f"Would retry {len(rows)} variation{'s' * (len(rows) != 1)} (dry run, nothing sent)"
-    )
-    for column in ("ID", "Image", "Var", "Lang", "Model", "Last error"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            short[str(row["id"])],
-            Path(str(row["source_path"])).name,
-            f"v{row['variation']}",
-            str(row["target_language"]),
-            str(row["model"]),
-            str(row["error_code"] or row["status"]),
-        )
-    console.print(table)

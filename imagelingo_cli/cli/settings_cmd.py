@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from imagelingo_cli.cli.common import fail_setup
+from imagelingo_cli.cli.common import fail_setup, stdout_console
+from imagelingo_cli.cli.options import PlainHelp
 from imagelingo_cli.errors import SetupError
-from imagelingo_cli.settings import KEYS, resolve, set_value, settings_path, unset_value
+from imagelingo_cli.settings import (
+    KEYS,
+    resolve,
+    set_value,
+    settings_path,
+    shown,
+    unset_value,
+)
 
 if TYPE_CHECKING:
     pass
@@ -21,22 +29,19 @@ app = typer.Typer(
 )
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, tuple | list):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-@app.command()
+@app.command(cls=PlainHelp)
 def show(
     json_output: bool = typer.Option(
         False, "--json", help="One JSON object on stdout, nothing else."
     ),
 ) -> None:
-    """Each setting, its effective value and where it comes from (environment, file, default)."""
-    from rich.console import Console
+    """Each setting, its effective value and where it comes from (environment, file, default).
+
+    \b
+    Examples:
+      imagelingo settings show
+      imagelingo settings show --json | jq .settings.language
+    """
     from rich.table import Table
 
     try:
@@ -58,23 +63,34 @@ def show(
         }
         typer.echo(json.dumps(payload, indent=2))
         return
-    console = Console(highlight=False)
+    console = stdout_console()
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("Key", "Value", "From", "What"):
         table.add_column(column, overflow="fold")
     for name, value in values.items():
-        table.add_row(name, _shown(value), settings.sources[name], KEYS[name].help)
+        table.add_row(
+            name, shown(value), settings.sources[name], f"{KEYS[name].help} ({KEYS[name].flag})"
+        )
     console.print(table)
     console.print(f"Settings file: {settings_path()}")
     console.print("Change one: imagelingo settings set KEY VALUE (environment: IMAGELINGO_<KEY>)")
 
 
-@app.command("set")
+@app.command("set", cls=PlainHelp)
 def set_(
-    key: str = typer.Argument(..., help=f"One of: {', '.join(KEYS)}."),
-    value: str = typer.Argument(..., help="The new value (codes: comma-separated)."),
+    key: str = typer.Argument(..., metavar="KEY", help=f"One of: {', '.join(KEYS)}."),
+    value: str = typer.Argument(
+        ..., metavar="VALUE", help="The new value (codes: comma-separated)."
+    ),
 ) -> None:
-    """Store a default in the settings file (created with mode 0600)."""
+    """Store a default in the settings file (created with mode 0600).
+
+    \b
+    Examples:
+      imagelingo settings set language pt-BR
+      imagelingo settings set concurrency 8
+      imagelingo settings set auto_retry_codes RATE_LIMIT,TIMEOUT,SERVER_ERROR
+    """
     from rich.console import Console
 
     name = key.strip().lower()
@@ -83,30 +99,40 @@ def set_(
     except (ValueError, SetupError) as exc:
         fail_setup(f"invalid {name}: {exc}" if name in KEYS else str(exc))
     console = Console(highlight=False)
-    console.print(f"{name} = {_shown(stored)} (saved in {settings_path()})")
+    console.print(f"{name} = {shown(stored)} (saved in {settings_path()})")
     env_name = f"IMAGELINGO_{name.upper()}"
     if os.environ.get(env_name):
         console.print(f"Note: {env_name} is set in the environment and takes precedence.")
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def unset(
-    key: str = typer.Argument(..., help=f"One of: {', '.join(KEYS)}."),
+    key: str = typer.Argument(..., metavar="KEY", help=f"One of: {', '.join(KEYS)}."),
 ) -> None:
-    """Remove a default from the settings file: the built-in default applies again."""
+    """Remove a default from the settings file: the built-in default applies again.
+
+    \b
+    Example:
+      imagelingo settings unset concurrency
+    """
     name = key.strip().lower()
     try:
         removed = unset_value(name)
     except (ValueError, SetupError) as exc:
         fail_setup(str(exc))
-    default = _shown(KEYS[name].default)
+    default = shown(KEYS[name].default)
     if removed:
         typer.echo(f"{name} unset: back to the default ({default})")
     else:
         typer.echo(f"{name} was not set in {settings_path()} (default: {default})")
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def path() -> None:
-    """Print the settings file's path (IMAGELINGO_CONFIG overrides it)."""
+    """Print the settings file's path (IMAGELINGO_CONFIG overrides it).
+
+    \b
+    Example:
+      cat "$(imagelingo settings path)"
+    """
     typer.echo(str(settings_path()))

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagelingo_cli.cli.common import read_db
+from imagelingo_cli.cli import options
+from imagelingo_cli.cli.common import read_db, stdout_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -16,19 +17,22 @@ if TYPE_CHECKING:
 
 def show(
     generation_id: str = typer.Argument(
-        ..., help="Variation id, or a unique prefix of it (history's ID column)."
+        ..., metavar="ID", help="Variation id, or a unique prefix of it (history's ID column)."
     ),
-    db: Path | None = typer.Option(
-        None, "--db", help="Database file (default: IMAGELINGO_DB or the user data folder)."
-    ),
+    db: Path | None = options.DB,
     json_output: bool = typer.Option(
-        False, "--json", help="One JSON object (the variation, with an attempts array)."
+        False, "--json", help="One JSON object: the variation, with an attempts array."
     ),
 ) -> None:
-    """One variation's details: each attempt, when, how long, outcome, code, message, the wait."""
-    from rich.console import Console
+    """One variation's details: each attempt, when, how long, outcome, code, message, the wait.
 
-    from imagelingo_cli.cli.wording import resolve_generation, story
+    \b
+    Examples:
+      imagelingo show 01m8q0v2
+      imagelingo show 01m8q0v2 --json | jq '.attempts[] | {outcome, error_code, waited_s}'
+    """
+
+    from imagelingo_cli.cli.wording import resolve_generation
     from imagelingo_cli.store import queries
 
     store = read_db(db)
@@ -39,18 +43,17 @@ def show(
     finally:
         store.close()
     if json_output:
-        row["is_retryable"] = None if row["is_retryable"] is None else bool(row["is_retryable"])
-        row["story"] = story(_with_final_round(row, tries))
-        typer.echo(json.dumps({**row, "attempts": tries}, indent=2))
+        from imagelingo_cli.cli.records import attempt_record, variation_record
+
+        record = variation_record(_with_final_round(row, tries))
+        typer.echo(json.dumps({**record, "attempts": [attempt_record(a) for a in tries]}, indent=2))
         return
-    console = Console(highlight=False)
+    console = stdout_console()
     _details(console, _with_final_round(row, tries))
     _attempts(console, tries)
     if row["status"] in ("failed", "interrupted"):
-        console.print(
-            f"\nRetry it: imagelingo retry-failed {row['id']} · "
-            f"stop offering it: imagelingo abandon {row['id']}"
-        )
+        console.print(f"\nRetry it:          imagelingo retry-failed {row['id']}", soft_wrap=True)
+        console.print(f"Stop offering it:  imagelingo abandon {row['id']}", soft_wrap=True)
 
 
 def _with_final_round(row: dict[str, Any], tries: list[dict[str, Any]]) -> dict[str, Any]:

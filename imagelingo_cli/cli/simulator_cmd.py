@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from imagelingo_cli.cli.options import PlainHelp
+
 if TYPE_CHECKING:
     pass
 
@@ -33,46 +35,75 @@ class Profile(StrEnum):
     outage = "outage"
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="Interface to listen on.")
+    ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")
+        int,
+        typer.Option("--port", metavar="PORT", min=0, max=65535, help="Port; 0 picks a free one."),
     ] = 0,
     profile: Annotated[
         Profile,
         typer.Option(
             "--profile",
+            metavar="PROFILE",
             help="ok: all succeed; flaky: seeded 429/504/503/no-image mix; "
             "rate-limited: --rpm budget; outage: 503s.",
         ),
     ] = Profile.ok,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for flaky and outage.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="N", help="Seed for flaky and outage.")
+    ] = 0,
     latency: Annotated[
-        float, typer.Option("--latency", min=0.0, help="Seconds to wait before every answer.")
+        float,
+        typer.Option(
+            "--latency", metavar="SECONDS", min=0.0, help="Seconds to wait before every answer."
+        ),
     ] = 0.0,
     rpm: Annotated[
         int | None,
-        typer.Option("--rpm", min=1, help="Requests per minute (rate-limited: default 60)."),
+        typer.Option(
+            "--rpm", metavar="N", min=1, help="Requests per minute (rate-limited: default 60)."
+        ),
     ] = None,
     scenario: Annotated[
         Path | None,
-        typer.Option("--scenario", help="JSON file scripting answers per image/variation."),
+        typer.Option(
+            "--scenario", metavar="FILE", help="JSON file scripting answers per image/variation."
+        ),
     ] = None,
     api_key: Annotated[
         str | None,
-        typer.Option("--api-key", help="Accept only this key (default: any non-empty key)."),
+        typer.Option(
+            "--api-key", metavar="KEY", help="Accept only this key (default: any non-empty key)."
+        ),
     ] = None,
     batch_pending: Annotated[
         float | None,
-        typer.Option("--batch-pending", min=0.0, help="Seconds a batch job stays PENDING (1)."),
+        typer.Option(
+            "--batch-pending",
+            metavar="SECONDS",
+            min=0.0,
+            help="Seconds a batch job stays PENDING (1).",
+        ),
     ] = None,
     batch_running: Annotated[
         float | None,
-        typer.Option("--batch-running", min=0.0, help="Seconds it then stays RUNNING (3)."),
+        typer.Option(
+            "--batch-running", metavar="SECONDS", min=0.0, help="Seconds it then stays RUNNING (3)."
+        ),
     ] = None,
 ) -> None:
-    """Serve the Gemini generateContent protocol (and the Batch and Files APIs) until Ctrl-C."""
+    """Serve the Gemini generateContent protocol (and the Batch and Files APIs) until Ctrl-C.
+
+    \b
+    Examples:
+      imagelingo simulator serve --profile flaky --port 8765
+      imagelingo simulator serve --profile rate-limited --rpm 30
+      GEMINI_API_KEY=any imagelingo process ./imgs --base-url http://127.0.0.1:8765
+    """
     from imagelingo_cli.simulator import Simulator, load_scenario
 
     try:

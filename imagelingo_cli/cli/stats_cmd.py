@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imagelingo_cli.cli.common import fail_setup, read_db
+from imagelingo_cli.cli import options
+from imagelingo_cli.cli.common import fail_setup, output_format, read_db, stdout_console
 from imagelingo_cli.cli.when import HELP as SINCE_HELP
 from imagelingo_cli.cli.when import parse_since
 
@@ -16,6 +17,17 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 
+BY_CODE_FIELDS = (
+    "code",
+    "failed_attempts",
+    "variations",
+    "recovered_auto",
+    "recovered_manual",
+    "still_failed",
+    "abandoned",
+    "unfinished",
+    "never_sent",
+)
 CODE_COLUMNS = (
     ("failed_attempts", "Failed\nattempts"),
     ("variations", "Varia-\ntions"),
@@ -35,17 +47,25 @@ LEGEND = (
 
 def stats(
     run: str | None = typer.Option(
-        None, "--run", help="Only attempts made in this run (id or unique prefix)."
+        None, "--run", metavar="RUN", help="Only attempts made in this run (id or unique prefix)."
     ),
     since: str | None = typer.Option(None, "--since", metavar="WHEN", help=SINCE_HELP),
-    db: Path | None = typer.Option(
-        None, "--db", help="Database file (default: IMAGELINGO_DB or the user data folder)."
+    db: Path | None = options.DB,
+    output: str = typer.Option(
+        "table",
+        "--format",
+        metavar="FORMAT",
+        help="table; tsv or csv (one line per error code); json (everything).",
     ),
-    json_output: bool = typer.Option(
-        False, "--json", help="One JSON object on stdout, nothing else."
-    ),
+    json_output: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
     """Error analytics: failures by code and how they ended, success rates, retry cost.
+
+    \b
+    Examples:
+      imagelingo stats
+      imagelingo stats --run 01m8q0 --json
+      imagelingo stats --since 7d --format csv > failures-by-code.csv
 
     Scope: the attempts made in --run and/or started since --since (all by default), and the
     variations they touched, plus those the run holds (or updated since) that were never sent.
@@ -62,8 +82,7 @@ def stats(
     retries: attempts in scope minus variations attempted. Credits: variations whose first
     success (the one charged) is in scope.
     """
-    from rich.console import Console
-
+    from imagelingo_cli.cli.records import write_records
     from imagelingo_cli.cli.wording import resolve_run
     from imagelingo_cli.store import queries
 
@@ -76,10 +95,14 @@ def stats(
         report = queries.stats(store, run_id=resolve_run(store, run), since=since_stamp)
     finally:
         store.close()
-    if json_output:
+    chosen = output_format(output, json_output)
+    if chosen == "json":
         typer.echo(json.dumps(report, indent=2))
         return
-    console = Console(highlight=False)
+    if chosen != "table":
+        write_records(report["by_code"], BY_CODE_FIELDS, chosen)
+        return
+    console = stdout_console()
     if not report["variations"]["variations"]:
         console.print(
             "No variations recorded yet." if not (run or since) else "Nothing in this scope."

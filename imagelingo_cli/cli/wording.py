@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from imagelingo_cli.cli.common import fail_setup
+from imagelingo_cli.cli.common import fail_setup, plural
 from imagelingo_cli.errors import ErrorCode
 from imagelingo_cli.store import Store, queries
 
@@ -19,10 +19,6 @@ def label(code: str | None) -> str:
         return ErrorCode(code).label
     except ValueError:
         return code
-
-
-def plural(count: int, word: str, words: str | None = None) -> str:
-    return f"{count} {word if count == 1 else words or word + 's'}"
 
 
 def one_line(text: str | None, limit: int = 100) -> str:

@@ -4,7 +4,6 @@ claimed (`claims`) and sent through one shared send gate (`attempts`), outputs w
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +14,7 @@ import anyio
 from imagelingo_cli import events as ev
 from imagelingo_cli.clock import Clock
 from imagelingo_cli.control import BatchControl
+from imagelingo_cli.digest import file_sha256, sha256
 from imagelingo_cli.engine.attempts import AttemptLoop
 from imagelingo_cli.engine.claims import Claims
 from imagelingo_cli.engine.jobs import BatchOptions, ImageJob, Translator
@@ -58,7 +58,12 @@ class Batch:
         self._content_locks: dict[str, anyio.Lock] = {}
 
     async def run(
-        self, jobs: Sequence[ImageJob], *, language: str | None, model: str | None
+        self,
+        jobs: Sequence[ImageJob],
+        *,
+        language: str | None,
+        model: str | None,
+        files_skipped: Mapping[str, int] | None = None,
     ) -> ev.Summary:
         started = time.perf_counter()
         store = self.store
@@ -98,7 +103,11 @@ class Batch:
             status = self.tally.status(stopped=self.control.stop_requested)
         finally:
             summary = self.tally.summary(
-                run_id, status, total=total, elapsed=time.perf_counter() - started
+                run_id,
+                status,
+                total=total,
+                elapsed=time.perf_counter() - started,
+                files_skipped=dict(files_skipped or {}),
             )
             counts = {k: v for k, v in asdict(summary).items() if k not in ("failures", "run_id")}
             store.finish_run(run_id, status, counts | {"rate": self.gate.record()})
@@ -158,12 +167,7 @@ def _load(job: ImageJob) -> tuple[PreparedImage | None, TranslationError | None]
 def _content_key(job: ImageJob) -> str:
     """The content key of a file that failed its checks; an unreadable one gets a stable
     stand-in so that its failure is still recorded."""
-    path = job.source.path
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        return file_sha256(job.source.path)
     except OSError:
-        return "unreadable:" + hashlib.sha256(bytes(path)).hexdigest()
-    return digest.hexdigest()
+        return "unreadable:" + sha256(bytes(job.source.path))

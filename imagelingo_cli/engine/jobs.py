@@ -12,10 +12,9 @@ from imagelingo_cli.errors import SetupError
 from imagelingo_cli.gemini import Translation
 from imagelingo_cli.images import SourceImage
 from imagelingo_cli.languages import Language
+from imagelingo_cli.limits import MAX_CONCURRENCY
 from imagelingo_cli.retry import RetryPolicy
 from imagelingo_cli.states import Trigger
-
-MAX_CONCURRENCY = 256
 
 
 class Translator(Protocol):

@@ -4,11 +4,11 @@ variation's output folder, never over another variation's output (the first free
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import anyio
 
+from imagelingo_cli.digest import sha256
 from imagelingo_cli.engine.jobs import ImageJob, VariationSpec
 from imagelingo_cli.gemini import Translation
 from imagelingo_cli.outputs import output_path, write_atomic
@@ -35,7 +35,7 @@ class OutputFiles:
     async def write(self, path: Path, generation_id: str, translation: Translation) -> str:
         """Record the intent, write the file atomically; returns the bytes' SHA-256 (hex).
         OSError when it cannot be written."""
-        digest = await anyio.to_thread.run_sync(_sha256, translation.data)
+        digest = await anyio.to_thread.run_sync(sha256, translation.data)
         self.store.intend_output(generation_id, encode_path(path), digest)
         await anyio.to_thread.run_sync(write_atomic, path, translation.data)
         return digest
@@ -55,7 +55,3 @@ class OutputFiles:
             candidate = wanted.with_name(f"{wanted.stem}-{number}{wanted.suffix}")
         self._reserved[candidate] = generation_id  # before the write: two may finish together
         return candidate
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -30,7 +30,15 @@ class Tally:
             return RunStatus.INTERRUPTED
         return RunStatus.FAILED if self.failed else RunStatus.COMPLETED
 
-    def summary(self, run_id: str, status: RunStatus, *, total: int, elapsed: float) -> ev.Summary:
+    def summary(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        total: int,
+        elapsed: float,
+        files_skipped: dict[str, int],
+    ) -> ev.Summary:
         return ev.Summary(
             run_id=run_id,
             status=status,
@@ -43,4 +51,5 @@ class Tally:
             credits_charged=self.credits,
             elapsed=elapsed,
             failures=list(self.failures),
+            files_skipped=files_skipped,
         )

@@ -224,11 +224,7 @@ class Store:
     ) -> Claim:
         """Atomically take a variation for this run, unless it is done or another live run has it."""
         with self.transaction():
-            row = self._row(
-                "SELECT * FROM generations WHERE image_sha256 = ? AND target_language = ?"
-                " AND model = ? AND variation = ? AND backend = ?",
-                [key.image_sha256, key.target_language, key.model, key.variation, key.backend],
-            )
+            row = self.find_generation(key)
             stamp = now_iso()
             if row is None:
                 generation_id = new_id()
@@ -255,15 +251,9 @@ class Store:
                     ],
                 )
                 return Claim(ClaimKind.SEND, self.generation(generation_id))
-            status = GenerationStatus(row["status"])
-            if row["run_id"] == run_id and status is not GenerationStatus.PENDING:
-                return Claim(ClaimKind.DONE_IN_RUN, row)  # same content met again in this run
-            if status.active and row["run_id"] != run_id and self._run_alive(row["run_id"]):
-                return Claim(ClaimKind.BUSY, row)
-            if status is GenerationStatus.COMPLETED and not force:
-                return Claim(ClaimKind.COMPLETED, row)
-            if status is GenerationStatus.ABANDONED and not force:
-                return Claim(ClaimKind.ABANDONED, row)
+            kind = self.claim_decision(row, run_id=run_id, force=force)
+            if kind is not ClaimKind.SEND:
+                return Claim(kind, row)
             self.db.execute(
                 "UPDATE generations SET run_id = ?, status = ?, source_path = ?,"
                 " relative_path = ?, out_dir = ?, base_url = ?, updated_at = ? WHERE id = ?",
@@ -280,19 +270,40 @@ class Store:
             )
             return Claim(ClaimKind.SEND, self.generation(row["id"]))
 
+    def claim_decision(self, row: dict[str, Any], *, run_id: str | None, force: bool) -> ClaimKind:
+        """Whether a run may take this existing variation, and if not, why: done in this run
+        (an identical image), held by another live run, completed, or abandoned (unless
+        forced). `run_id` None: asking before any run started (a preview)."""
+        status = GenerationStatus(row["status"])
+        if (
+            run_id is not None
+            and row["run_id"] == run_id
+            and status is not GenerationStatus.PENDING
+        ):
+            return ClaimKind.DONE_IN_RUN
+        if status.active and row["run_id"] != run_id and self._run_alive(row["run_id"]):
+            return ClaimKind.BUSY
+        if status is GenerationStatus.COMPLETED and not force:
+            return ClaimKind.COMPLETED
+        if status is GenerationStatus.ABANDONED and not force:
+            return ClaimKind.ABANDONED
+        return ClaimKind.SEND
+
+    def find_generation(self, key: GenerationKey) -> dict[str, Any] | None:
+        """The variation with this content key, if one was ever recorded."""
+        return self._row(
+            "SELECT * FROM generations WHERE image_sha256 = ? AND target_language = ?"
+            " AND model = ? AND variation = ? AND backend = ?",
+            [key.image_sha256, key.target_language, key.model, key.variation, key.backend],
+        )
+
     def claim_for_retry(self, generation_id: str, run_id: str) -> Claim:
         """Take a failed or interrupted variation for a retry-failed run."""
         with self.transaction():
             row = self.generation(generation_id)
-            status = GenerationStatus(row["status"])
-            if row["run_id"] == run_id and status is not GenerationStatus.PENDING:
-                return Claim(ClaimKind.DONE_IN_RUN, row)
-            if status.active and self._run_alive(row["run_id"]):
-                return Claim(ClaimKind.BUSY, row)
-            if status is GenerationStatus.COMPLETED:
-                return Claim(ClaimKind.COMPLETED, row)
-            if status is GenerationStatus.ABANDONED:
-                return Claim(ClaimKind.ABANDONED, row)
+            kind = self.claim_decision(row, run_id=run_id, force=False)
+            if kind is not ClaimKind.SEND:
+                return Claim(kind, row)
             self.db.execute(
                 "UPDATE generations SET run_id = ?, status = ?, updated_at = ? WHERE id = ?",
                 [run_id, GenerationStatus.PENDING, now_iso(), generation_id],
