@@ -12,6 +12,7 @@ from imagelingo_cli.cli import (
     abandon_cmd,
     history_cmd,
     process_cmd,
+    report_cmd,
     retry_cmd,
     settings_cmd,
     show_cmd,
@@ -34,6 +35,7 @@ app.command()(history_cmd.history)
 app.command()(show_cmd.show)
 app.command()(stats_cmd.stats)
 app.command()(abandon_cmd.abandon)
+app.command()(report_cmd.report)
 app.add_typer(settings_cmd.app, name="settings")
 
 
