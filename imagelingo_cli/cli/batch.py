@@ -23,6 +23,7 @@ from imagelingo_cli.cli.reporters import (
     PlainReporter,
     Reporter,
     render_failure_panel,
+    render_report_hint,
     render_summary_line,
 )
 from imagelingo_cli.clock import Clock, MonotonicClock
@@ -120,4 +121,7 @@ def report_outcome(summary: ev.Summary, json_output: bool) -> NoReturn:
         if summary.failures:
             console.print(render_failure_panel(summary))
         console.print(render_summary_line(summary))
+        hint = render_report_hint(summary)
+        if hint:
+            console.print(hint, style="dim", soft_wrap=True)
     raise typer.Exit(exit_code(summary))
