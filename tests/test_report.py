@@ -251,6 +251,7 @@ def test_open_starts_the_browser_named_by_browser(cli: Cli, runs: Runs, tmp_path
 def test_help_stays_light() -> None:
     """`report --help` imports neither Jinja2 nor Pillow."""
     probe = PROBE.replace('{"google", "httpx2", "PIL"}', '{"google", "httpx2", "PIL", "jinja2"}')
+    assert "jinja2" in probe
     out = subprocess.run(
         [sys.executable, "-c", probe, "report", "--help"], capture_output=True, text=True
     )
@@ -294,14 +295,19 @@ def test_thumbnails_are_upright_bounded_and_reused(turned: Path, tmp_path: Path)
 
 
 def test_a_missing_or_unreadable_file_gets_a_reason(tmp_path: Path) -> None:
-    """No thumbnail, but a reason the page shows: not found, not an image."""
+    """No thumbnail, but a reason the page shows: not found, not an image, truncated."""
     from imagelingo_cli.report.thumbnails import make_previews
 
     text = tmp_path / "notes.png"
     text.write_text("not an image")
-    previews = make_previews([tmp_path / "gone.png", text], folder=None)
+    half = tmp_path / "half.png"
+    whole = (SAMPLES / "shop-sign.png").read_bytes()
+    half.write_bytes(whole[: len(whole) // 2])
+    previews = make_previews([tmp_path / "gone.png", text, half], folder=None)
     assert previews[tmp_path / "gone.png"].problem == "file not found"
-    assert previews[text].src is None and previews[text].problem
+    assert previews[text].problem == "no preview for this format"
+    assert previews[half].src is None
+    assert (previews[half].problem or "").startswith("cannot be previewed: image file is truncated")
 
 
 # --- prices and charts ---------------------------------------------------------------------
@@ -319,7 +325,7 @@ def test_estimate_uses_the_price_table() -> None:
 
 def test_histogram_stacks_attempts_per_slice() -> None:
     """Attempts fall in slices of a readable width; each slice stacks its categories."""
-    from imagelingo_cli.report.charts import attempt_histogram
+    from imagelingo_cli.report.charts import MIN_SLICES, attempt_histogram
 
     t0 = 1_700_000_000.0
     chart = attempt_histogram(
@@ -330,3 +336,5 @@ def test_histogram_stacks_attempts_per_slice() -> None:
     assert [(r.category, r.count) for r in first] == [("succeeded", 1), ("limited", 2)]
     assert first[0].y + first[0].height == pytest.approx(100) and first[1].y == pytest.approx(0)
     assert chart.totals["failed"] == 1 and chart.rects[-1].x > 95
+    (alone,) = attempt_histogram([(t0, "succeeded")]).rects
+    assert alone.width == pytest.approx(100 / MIN_SLICES)  # a thin bar, not the whole width

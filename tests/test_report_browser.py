@@ -41,19 +41,26 @@ def _unavailable() -> str | None:
 
 
 @pytest.fixture
-def browser_page(tmp_path: Path) -> Iterator[Any]:
-    """One Chromium with a new empty profile, and a page of it."""
+def chromium() -> str:
+    """Chromium's path; the test skips (or, where it must run, fails) without it."""
     reason = _unavailable()
     if reason:
         if os.environ.get("IMAGELINGO_REQUIRE_BROWSER") == "1":
             pytest.fail(f"the browser test must run here: {reason}")
         pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture
+def browser_page(chromium: str, tmp_path: Path) -> Iterator[Any]:
+    """One Chromium with a new empty profile, and a page of it. Playwright's loop runs on
+    this thread while it is open: runs that the test needs are made before."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
+            executable_path=chromium,
             headless=True,
             args=FLAGS,
             viewport={"width": 1280, "height": 900},
@@ -83,7 +90,9 @@ def visible_variations(page: Any) -> list[str]:
     return ids
 
 
-def test_report_in_a_real_browser(browser_page: Any, cli: Cli, runs: Runs, tmp_path: Path) -> None:
+def test_report_in_a_real_browser(
+    chromium: str, cli: Cli, runs: Runs, browser_page: Any, tmp_path: Path
+) -> None:
     """Completed, failed and abandoned variations render; thumbnails load; only file:// is
     requested; no console error; the failure and code filters work; no injected markup runs."""
     result = cli("report", "--run", runs.first, "-o", "report.html")

@@ -63,7 +63,7 @@ def report(
         stderr().print(f"Nothing to report: {exc}.")
         raise typer.Exit(0) from None
     except ReportError as exc:
-        fail_setup(f"{exc} (give another with -o FILE)")
+        fail_setup(f"{exc}; choose another file with -o FILE")
     finally:
         store.close()
     path = written.path.absolute()

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagelingo_cli.report.data import NothingToReport, Scope
-from imagelingo_cli.report.thumbnails import Progress
-from imagelingo_cli.store import Store
+
+if TYPE_CHECKING:
+    from imagelingo_cli.report.thumbnails import Progress
+    from imagelingo_cli.store import Store
 
 __all__ = ["NothingToReport", "ReportError", "Scope", "Written", "files_folder", "write_report"]
 
@@ -87,7 +90,4 @@ def _check_replaceable(out: Path) -> None:
     except OSError as exc:
         raise ReportError(f"cannot read {out} to check it is an earlier report: {exc}") from None
     if f'name="generator" content="{GENERATOR}"'.encode() not in head:
-        raise ReportError(
-            f"{out} exists and is not an imagelingo report: it is left alone; "
-            "choose another file name"
-        )
+        raise ReportError(f"{out} exists and is not an imagelingo report: it is left alone")

@@ -19,6 +19,7 @@ SLICE_SECONDS = (
     3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400,
 )  # fmt: skip
 MAX_SLICES = 60
+MIN_SLICES = 20  # a short run still reads as a timeline, not one wide block
 # Stacked bottom to top; the template gives each a colour and a legend entry.
 CATEGORIES = ("succeeded", "limited", "failed", "interrupted", "in_flight")
 
@@ -63,6 +64,7 @@ def attempt_histogram(attempts: Sequence[tuple[float, str]]) -> Histogram:
         counts[min(slices - 1, int((start - first) / width))][category] += 1
         totals[category] += 1
     peak = max(sum(c.values()) for c in counts)
+    drawn = max(slices, MIN_SLICES)
     rects = []
     for index, count in enumerate(counts):
         base = 0
@@ -71,9 +73,9 @@ def attempt_histogram(attempts: Sequence[tuple[float, str]]) -> Histogram:
                 height = 100 * count[category] / peak
                 rects.append(
                     Rect(
-                        x=100 * index / slices,
+                        x=100 * index / drawn,
                         y=100 - 100 * base / peak - height,
-                        width=100 / slices,
+                        width=100 / drawn,
                         height=height,
                         category=category,
                         count=count[category],
@@ -81,7 +83,7 @@ def attempt_histogram(attempts: Sequence[tuple[float, str]]) -> Histogram:
                     )
                 )
                 base += count[category]
-    return Histogram(tuple(rects), float(width), slices * width, peak, totals)
+    return Histogram(tuple(rects), float(width), drawn * width, peak, totals)
 
 
 @dataclass(frozen=True)

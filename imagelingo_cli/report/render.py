@@ -114,13 +114,13 @@ def seconds(ms: int | float | None) -> str:
     """A duration in milliseconds, as read: `76 ms`, `2.1 s`, `1 min 4 s`."""
     if ms is None:
         return "—"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
     return elapsed(ms / 1000)
 
 
 def elapsed(value: float) -> str:
-    """Seconds, as read: `0 s`, `2.5 s`, `3 min`, `1 min 4 s`, `2 h 5 min`."""
+    """Seconds, as read: `0 s`, `50 ms`, `2.5 s`, `3 min`, `1 min 4 s`, `2 h 5 min`."""
+    if 0 < value < 1:
+        return f"{value * 1000:.0f} ms"
     if value < 60:
         return f"{value:.1f} s".replace(".0 s", " s")
     minutes, rest = divmod(round(value), 60)

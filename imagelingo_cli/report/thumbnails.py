@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from imagelingo_cli.images import MAX_PIXELS
 from imagelingo_cli.outputs import write_atomic
 
-BOX = 320  # longest side, in pixels: sharp at 160 CSS pixels on a 2x screen
+BOX = 320  # longest side, in pixels: a card shows it about 250 CSS pixels wide
 QUALITY = 78
 MIME = "image/webp"
 SUFFIX = ".webp"
@@ -94,12 +94,13 @@ def _preview(path: Path, folder: Path | None) -> Preview:
 
 
 def _key(path: Path) -> str:
-    """Names the thumbnail of this file as it is now: path, size and modification time."""
+    """Names the thumbnail of this file as it is now (path, size, modification time) and as
+    this version makes thumbnails."""
     try:
         info = path.stat()
     except OSError:
         return hashlib.sha256(os.fsencode(path)).hexdigest()[:24]
-    stamp = f"{info.st_size}:{info.st_mtime_ns}".encode()
+    stamp = f"{info.st_size}:{info.st_mtime_ns}:{BOX}:{QUALITY}".encode()
     return hashlib.sha256(os.fsencode(path) + b"\0" + stamp).hexdigest()[:24]
 
 
@@ -118,16 +119,20 @@ def _thumbnail(path: Path) -> _Thumb:
             if image.width * image.height > MAX_PIXELS:
                 raise Unpreviewable(f"too large to preview ({image.width}×{image.height})")
             image.draft("RGB", (BOX * 2, BOX * 2))  # JPEG: decode at a fraction of its size
+            # A fast box reduction, then LANCZOS for the last step; turned upright only once
+            # small (the box is square, so turning commutes with it; a full-size copy does not).
+            image.thumbnail((BOX, BOX), Image.Resampling.LANCZOS, reducing_gap=1.0)
             upright = ImageOps.exif_transpose(image)
-            upright.thumbnail((BOX, BOX), Image.Resampling.LANCZOS)
             mode = "RGBA" if upright.has_transparency_data else "RGB"
             frame = upright.convert(mode) if upright.mode != mode else upright
             buffer = io.BytesIO()
-            frame.save(buffer, "WEBP", quality=QUALITY)
+            frame.save(buffer, "WEBP", quality=QUALITY, method=0)  # method 0: 4x faster, same look
             return _Thumb(buffer.getvalue(), frame.width, frame.height)
+    except Unpreviewable:
+        raise
     except FileNotFoundError:
         raise Unpreviewable("file not found") from None
     except UnidentifiedImageError:
         raise Unpreviewable("no preview for this format") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise Unpreviewable(f"cannot be previewed: {exc}") from None
+    except Exception as exc:  # any Pillow failure on these bytes: one file, not the report
+        raise Unpreviewable(f"cannot be previewed: {str(exc) or type(exc).__name__}") from None

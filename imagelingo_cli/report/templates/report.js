@@ -62,7 +62,7 @@
   var closed = [];
   window.addEventListener("beforeprint", function () {
     document.querySelectorAll('img[loading="lazy"]').forEach(function (img) { img.loading = "eager"; });
-    closed = Array.prototype.slice.call(document.querySelectorAll("details:not([open])"));
+    closed = Array.prototype.slice.call(document.querySelectorAll("details.history:not([open])"));
     closed.forEach(function (d) { d.open = true; });
   });
   window.addEventListener("afterprint", function () {
