@@ -259,6 +259,20 @@ def test_help_stays_light() -> None:
     assert report == {"exit": 0, "heavy": []}
 
 
+def test_the_report_library_knows_neither_typer_nor_rich(cli: Cli, runs: Runs) -> None:
+    """imagelingo_cli.report writes a whole report without importing typer or rich."""
+    code = (
+        "import sys; from pathlib import Path; "
+        "from imagelingo_cli.report import Scope, write_report; "
+        "from imagelingo_cli.store import open_store; "
+        f"write_report(open_store(Path({str(cli.db_path)!r})), Scope(), Path('lib.html')); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'click'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr
+    assert Path("lib.html").is_file()
+
+
 # --- thumbnails ----------------------------------------------------------------------------
 
 

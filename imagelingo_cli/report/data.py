@@ -161,6 +161,11 @@ class ReportData:
         return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
     @property
+    def simulated(self) -> bool:
+        """Every answer in scope came from the simulator: nothing was spent."""
+        return bool(self.spend) and all(s.simulated for s in self.spend)
+
+    @property
     def estimated_usd(self) -> float | None:
         """The whole scope's estimate; None when no answer in it has a known price."""
         known = [s.estimate.total_usd for s in self.spend if s.estimate is not None]
