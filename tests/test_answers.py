@@ -86,7 +86,7 @@ def test_image_other_may_pass_on_a_retry_but_is_not_retried_automatically(
     assert "transient: imagelingo retry-failed" in output
     assert "(permanent)" not in cli("history").output
     chosen = cli("retry-failed", "--transient-only", "--dry-run", env={"COLUMNS": "400"}).output
-    assert "Would retry 1 variation" in chosen and row["id"][:8] in chosen
+    assert "Would send 1 request" in chosen and row["id"][:8] in chosen
 
 
 def test_no_image_can_be_auto_retried_only_where_a_retry_may_help(

@@ -425,7 +425,7 @@ def library_run(cli: Cli, sim: Simulator, folder: Path, between: Callable[[], No
     )
     store = open_store(cli.db_path)
     jobs = plan_process(request, store)
-    assert len(jobs) == 2
+    assert len(jobs.jobs) == 2
     between()
     events: list[ev.Event] = []
     try:

@@ -140,10 +140,10 @@ def rerun(cli: Cli, crasher: Crasher, folder: Path, command: str) -> dict[str, A
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     last = json_lines(result.output)[-1]
-    if "would_send" in last:  # retry-failed found nothing to retry
+    if last["event"] == "nothing_to_do":  # retry-failed found nothing to retry
         return {"credits_charged": 0}
-    summary: dict[str, Any] = last["summary"]
-    return summary
+    assert last["event"] == "batch_finished", last
+    return last
 
 
 @pytest.mark.slow
@@ -253,7 +253,7 @@ def test_kill_9_at_many_moments_loses_nothing_and_resends_nothing_completed(
         )
         assert result.exit_code == 0, result.output
         assert sim.stats()["requests"] == 0
-    summary = json_lines(result.output)[-1]["summary"]
+    summary = json_lines(result.output)[-1]
     assert summary["skipped"] == 10 * len(batches) and summary["credits_charged"] == 0
     assert crasher.kills >= 13
     print(f"kills survived: {crasher.kills}")
@@ -427,13 +427,17 @@ def test_two_processes_on_one_database_never_send_a_variation_twice(
 # An audit hook in the child: when an output is renamed into place under OUT, finish that
 # rename, then SIGKILL the process, before it can record the output in the database.
 KILL_AFTER_OUTPUT_WRITE = """
-import os, signal, sys
+import os, signal, sys, threading
+_lock, _owner = threading.Lock(), []
 def _kill_after_output_write(event, args):
-    if event == "os.rename" and str(args[1]).startswith({out!r}) and not _state:
-        _state.append(True)
+    if event != "os.rename" or not str(args[1]).startswith({out!r}):
+        return
+    if _owner == [threading.get_ident()]:
+        return  # the rename below, done for the output that stops the process
+    with _lock:  # a second output finishing at the same moment waits here for the kill
+        _owner.append(threading.get_ident())
         os.replace(args[0], args[1])
         os.kill(os.getpid(), signal.SIGKILL)
-_state = []
 sys.addaudithook(_kill_after_output_write)
 """
 

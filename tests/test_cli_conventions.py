@@ -50,7 +50,8 @@ def test_help_has_an_example_and_no_python_type_names(cli: Cli, command: list[st
 def test_help_shows_defaults_in_effect_and_where_they_come_from(cli: Cli) -> None:
     """--to, --model and -c show the value a run would use now, and its source."""
     assert cli("settings", "set", "language", "pt-BR").exit_code == 0
-    out = cli("process", "-h", env={"COLUMNS": "200", "IMAGELINGO_CONCURRENCY": "9"}).output
+    out = cli("process", "-h", env={"IMAGELINGO_CONCURRENCY": "9"}).output
+    out = " ".join(out.split())  # help is wrapped at 80 columns
     assert "[default: (pt-BR, settings file)]" in out
     assert "[default: (9, IMAGELINGO_CONCURRENCY)]" in out
     assert "[default: (gemini-2.5-flash-image, built-in)]" in out
@@ -88,8 +89,10 @@ def test_piped_tables_print_one_line_per_record_at_any_width(
     assert re.search(r"^auto_retry_codes\s+RATE_LIMIT,TIMEOUT\s", shown, re.M), shown
 
 
-def test_commands_to_copy_are_never_cut_by_wrapping_at_80_columns() -> None:
-    """A failure panel at 80 columns: every suggested command stands whole on one line."""
+@pytest.mark.parametrize("width", [80, 56])
+def test_commands_to_copy_are_never_cut_by_wrapping(width: int) -> None:
+    """A failure panel at 80 and 56 columns: every suggested command stands whole on one
+    line (under the box when it would not fit in it)."""
     info = ev.ErrorInfo("SERVER_ERROR", "Server Error", "The model is overloaded. " * 5, True)
     ids = ["01m8q0vkd0jzzqztxg0bdw8p1d", "01m8q0vkd1b5x0r8f8n3t9ss5k"]
     failures = [
@@ -97,12 +100,12 @@ def test_commands_to_copy_are_never_cut_by_wrapping_at_80_columns() -> None:
         for n, gid in enumerate(ids)
     ]
     summary = ev.Summary("run", RunStatus.FAILED, 2, 0, 2, 0, 0, 6, 0, 1.0, failures)
-    console = Console(width=80, record=True, color_system=None)
-    console.print(render_failure_panel(summary, width=80))
+    console = Console(width=width, record=True, color_system=None)
+    console.print(render_failure_panel(summary, width=width), crop=False)  # as report_outcome
     lines = console.export_text().splitlines()
     for gid in ids:
-        assert any(line.strip().endswith(f"imagelingo retry-failed {gid}") for line in lines)
-    assert any(line.strip().endswith("imagelingo retry-failed") for line in lines)
+        assert any(f"imagelingo retry-failed {gid}" in line for line in lines), lines
+    assert any(line.strip(" │").endswith("imagelingo retry-failed") for line in lines)
 
 
 def test_json_outputs_parse_and_speak_one_vocabulary(
@@ -156,7 +159,7 @@ def test_a_folder_without_images_says_so_and_records_no_run(cli: Cli, tmp_path: 
     (empty / ".hidden").mkdir()
     result = cli("process", str(empty), env=KEY_ENV)
     assert result.output.strip() == (
-        f"No images found under {empty} (2 files skipped (1 not an image, 1 hidden))."
+        f"No images found under {empty} (2 files skipped (1 hidden, 1 not an image))."
     )
     line = json_lines(cli("process", str(empty), "--json", env=KEY_ENV).output)
     assert line[0]["event"] == "nothing_to_do"
@@ -166,9 +169,7 @@ def test_a_folder_without_images_says_so_and_records_no_run(cli: Cli, tmp_path: 
     assert [n["event"] for n in nothing] == ["nothing_to_do"]
 
 
-def test_the_cost_preview_counts_what_resume_skips(
-    cli: Cli, images: Path, tmp_path: Path
-) -> None:
+def test_the_cost_preview_counts_what_resume_skips(cli: Cli, images: Path, tmp_path: Path) -> None:
     """--dry-run: 3 images × 2 variations = 6 requests at $0.039; after one image is done,
     4 requests and 2 skipped. Nothing is sent or recorded by a dry run."""
     with Simulator("ok") as sim:
@@ -177,7 +178,15 @@ def test_the_cost_preview_counts_what_resume_skips(
         assert before.exit_code == 0, before.output
         assert "Would send 6 requests, about $0.23 at list price" in before.output
         assert sim.stats()["requests"] == 0 and query(cli.db_path, "SELECT id FROM runs") == []
-        cli("process", str(images / "shop-sign.png"), "-n", "2", "--base-url", sim.base_url, env=KEY_ENV)
+        cli(
+            "process",
+            str(images / "shop-sign.png"),
+            "-n",
+            "2",
+            "--base-url",
+            sim.base_url,
+            env=KEY_ENV,
+        )
         after = json_lines(cli(*args, "--dry-run", "--json", env=KEY_ENV).output)[0]
     assert after["requests"] == 4 and after["estimated_usd"] == pytest.approx(0.156)
     assert {s["reason"] for s in after["would_skip"]} == {"completed"}

@@ -197,7 +197,7 @@ def test_history_is_newest_first_and_tells_each_story(
     rec.stamp(mixed["abandoned"], "2025-11-28T20:05:00.000Z")
     rows = history_json(cli)
     assert [r["id"] for r in rows] == list(reversed(mixed.values()))
-    stories = {r["image"]: r["story"] for r in rows}
+    stories = {r["source_path"]: r["story"] for r in rows}
     assert stories == {
         "/imgs/first.png": "Completed on attempt 1/3",
         "/imgs/second.png": "Completed on attempt 2/3",
@@ -373,7 +373,7 @@ def test_show_says_the_real_wait_when_it_was_longer_than_planned(cli: Cli, rec: 
     out = cli("show", gid, env=WIDE).output
     assert "→ waited 8.6 s (planned 2.1 s)" in out, out
     attempts = json.loads(cli("show", gid, "--json").output)["attempts"]
-    assert [(a["wait_before_next_ms"], a["waited_ms"]) for a in attempts] == [
-        (2100, 8600),
+    assert [(a["wait_planned_s"], a["waited_s"]) for a in attempts] == [
+        (2.1, 8.6),
         (None, None),
     ]

@@ -215,8 +215,8 @@ def test_json_output_is_only_json_lines(cli: Cli, images: Path, simulator: objec
     events = json_lines(output)
     assert events[0]["event"] == "batch_started"
     assert events[-1]["event"] == "batch_finished"
-    assert events[-1]["summary"]["completed"] == 3
-    assert events[-1]["summary"]["credits_charged"] == 3
+    assert events[-1]["completed"] == 3
+    assert events[-1]["credits_charged"] == 3
     assert {e["event"] for e in events} >= {"attempt_started", "variation_completed"}
 
 

@@ -95,7 +95,7 @@ def test_dry_run_sends_nothing(cli: Cli, mixed_run: Sent) -> None:
     result = cli("retry-failed", "--dry-run", "--json", env=KEY_ENV)
     assert result.exit_code == 0
     payload = json_lines(result.output)[0]
-    assert payload["dry_run"] is True and len(payload["would_send"]) == 2
+    assert payload["event"] == "dry_run" and len(payload["would_send"]) == 2
     assert mixed_run.requests() == 0
     assert len(cli.rows("SELECT * FROM runs")) == 1
 

@@ -12,6 +12,7 @@ from imagelingo_cli.cli import (
     abandon_cmd,
     history_cmd,
     process_cmd,
+    report_cmd,
     retry_cmd,
     settings_cmd,
     show_cmd,
@@ -36,6 +37,7 @@ app.command(cls=PlainHelp)(history_cmd.history)
 app.command(cls=PlainHelp)(show_cmd.show)
 app.command(cls=PlainHelp)(stats_cmd.stats)
 app.command(cls=PlainHelp)(abandon_cmd.abandon)
+app.command(cls=PlainHelp)(report_cmd.report)
 app.add_typer(settings_cmd.app, name="settings")
 
 

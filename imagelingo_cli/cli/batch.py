@@ -25,6 +25,7 @@ from imagelingo_cli.cli.reporters import (
     Reporter,
     failure_lines,
     render_failure_panel,
+    render_report_hint,
     render_summary_line,
 )
 from imagelingo_cli.clock import Clock, MonotonicClock
@@ -158,11 +159,15 @@ def report_outcome(summary: ev.Summary, reporter: Reporter, json_output: bool) -
         console = PipeConsole(highlight=False)
         try:
             if summary.failures and console.is_terminal:
-                console.print(render_failure_panel(summary, width=console.width))
+                panel = render_failure_panel(summary, width=console.width)
+                console.print(panel, crop=False)  # a command under it may be wider
             elif summary.failures:  # piped: one line per failure, never wrapped
                 for line in failure_lines(summary):
                     console.print(line, markup=False, highlight=False, soft_wrap=True)
             console.print(render_summary_line(summary), soft_wrap=True)
+            hint = render_report_hint(summary)
+            if hint:
+                console.print(hint, style="dim", soft_wrap=True)
         except BrokenPipeError:
             silence_stdout()
     raise typer.Exit(exit_code(summary))

@@ -50,7 +50,8 @@ def skipped_files(counts: dict[str, int]) -> str:
     total = sum(counts.values())
     if not total:
         return ""
-    parts = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda x: -x[1]))
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    parts = ", ".join(f"{n} {reason}" for reason, n in ordered)
     return f"{plural(total, 'file')} skipped ({parts})"
 
 

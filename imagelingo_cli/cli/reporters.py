@@ -386,3 +386,10 @@ def render_summary_line(summary: ev.Summary) -> str:
             "Run the same command again to resume."
         )
     return line
+
+
+def render_report_hint(summary: ev.Summary) -> str | None:
+    """The command that shows this run in a browser; None when it worked on no variation."""
+    if not (summary.completed or summary.failed or summary.interrupted):
+        return None
+    return f"See the results side by side: imagelingo report --run {summary.run_id} --open"

@@ -1,4 +1,5 @@
-"""Reads of the database for `history`, `show` and `stats`, and the one write `abandon` makes.
+"""Reads of the database for `history`, `show`, `stats` and `report`, and the one write
+`abandon` makes.
 
 Rounds: a variation's attempts fall into rounds. A round starts with its first attempt, with
 every `manual` attempt (retry-failed), and whenever a different run takes the variation over
@@ -10,10 +11,11 @@ numbered 1..max, max being 1 + the run's `max_retries` (0 retries with auto-retr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from imagelingo_cli.pathtext import decode_path
 from imagelingo_cli.states import RETRYABLE_STATUSES
 from imagelingo_cli.store import Store, now_iso
 
@@ -437,4 +439,116 @@ def abandonable(store: Store, *, run_id: str | None, codes: Sequence[str]) -> li
         "SELECT id, relative_path, variation, target_language, status, error_code"
         f" FROM generations WHERE {' AND '.join(clauses)} ORDER BY created_at, id",
         params,
+    )
+
+
+# --- report --------------------------------------------------------------------------------
+
+# An attempt in a report's scope: made in :run and/or started at or after :since (as in stats).
+_ATTEMPT_IN_SCOPE = (
+    "(:run IS NULL OR a.run_id = :run) AND (:since IS NULL OR a.started_at >= :since)"
+)
+
+
+def last_run(store: Store) -> dict[str, Any] | None:
+    """The run started last, or None when there is none."""
+    rows = _dicts(store, "SELECT * FROM runs ORDER BY started_at DESC, id DESC LIMIT 1")
+    return rows[0] if rows else None
+
+
+def runs_in_scope(
+    store: Store, *, run_id: str | None = None, since: str | None = None
+) -> list[dict[str, Any]]:
+    """The run itself, or the runs started since `since` (all runs when neither), oldest first."""
+    return _dicts(
+        store,
+        "SELECT * FROM runs WHERE (:run IS NULL OR id = :run)"
+        " AND (:since IS NULL OR started_at >= :since) ORDER BY started_at, id",
+        {"run": run_id, "since": since},
+    )
+
+
+def report_variations(store: Store, filters: HistoryFilter) -> list[dict[str, Any]]:
+    """Every variation `filters` selects (its limit ignored), as `history` gives them, plus
+    `source_file` and `output_file`: the paths as the file system names them."""
+    rows = history(store, replace(filters, limit=None))
+    for row in rows:
+        output = row["output_path"]
+        row["source_file"] = decode_path(row["source_path"])
+        row["output_file"] = decode_path(output) if output else None
+    return rows
+
+
+def report_attempts(store: Store, filters: HistoryFilter) -> list[dict[str, Any]]:
+    """Every attempt of the variations `filters` selects (their whole history, not only the
+    scope's), in order, with round, position and round_max."""
+    where, params = replace(filters, limit=None).where()
+    sql = f"""
+        WITH {_rounds(f"(SELECT * FROM attempts WHERE generation_id IN (SELECT g.id FROM generations g{where}))")}
+        SELECT * FROM rounded ORDER BY generation_id, attempt_number
+    """
+    rows = _dicts(store, sql, params)
+    for row in rows:
+        del row["starts"]
+    return rows
+
+
+def attempt_times(
+    store: Store, *, run_id: str | None = None, since: str | None = None
+) -> list[dict[str, Any]]:
+    """The scope's attempts in time order: when, how long, how each ended."""
+    return _dicts(
+        store,
+        "SELECT started_at, finished_at, duration_ms, outcome, error_code, trigger"
+        f" FROM attempts a WHERE {_ATTEMPT_IN_SCOPE} ORDER BY started_at",
+        {"run": run_id, "since": since},
+    )
+
+
+def retries_by_code(
+    store: Store, *, run_id: str | None = None, since: str | None = None
+) -> list[dict[str, Any]]:
+    """Per error code, the attempts in scope that followed a failure with it: `auto` (within
+    a round) and `manual` (retry-failed), most first."""
+    return _dicts(
+        store,
+        f"""
+        WITH followed AS (
+            SELECT a.*, LAG(a.outcome) OVER w AS after_outcome, LAG(a.error_code) OVER w AS code
+            FROM attempts a
+            WHERE a.generation_id IN (SELECT generation_id FROM attempts a WHERE {_ATTEMPT_IN_SCOPE})
+            WINDOW w AS (PARTITION BY a.generation_id ORDER BY a.attempt_number)
+        )
+        SELECT code,
+               COUNT(*) FILTER (WHERE trigger = 'auto') AS auto,
+               COUNT(*) FILTER (WHERE trigger = 'manual') AS manual,
+               COUNT(*) AS total
+        FROM followed a
+        WHERE after_outcome = 'failed' AND {_ATTEMPT_IN_SCOPE}
+        GROUP BY code ORDER BY total DESC, code
+        """,
+        {"run": run_id, "since": since},
+    )
+
+
+def usage_by_model(
+    store: Store, *, run_id: str | None = None, since: str | None = None
+) -> list[dict[str, Any]]:
+    """Per model and backend, the scope's answers and tokens: `images` (successful answers,
+    one image each), `answers` (every attempt that got a billed answer), and token sums."""
+    return _dicts(
+        store,
+        f"""
+        SELECT g.model, g.backend,
+               COUNT(*) FILTER (WHERE a.outcome = 'succeeded') AS images,
+               COUNT(*) FILTER (WHERE a.total_tokens IS NOT NULL) AS answers,
+               COALESCE(SUM(a.prompt_tokens), 0) AS prompt_tokens,
+               COALESCE(SUM(a.output_tokens), 0) AS output_tokens,
+               COALESCE(SUM(a.thoughts_tokens), 0) AS thoughts_tokens,
+               COALESCE(SUM(a.total_tokens), 0) AS total_tokens
+        FROM attempts a JOIN generations g ON g.id = a.generation_id
+        WHERE {_ATTEMPT_IN_SCOPE}
+        GROUP BY g.model, g.backend ORDER BY g.model, g.backend
+        """,
+        {"run": run_id, "since": since},
     )
