@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -150,7 +151,8 @@ class Simulator:
     ``with Simulator("flaky", seed=1) as sim: client = genai.Client(..., base_url=sim.base_url)``
 
     `profile` is one of `PROFILES`; `seed` drives flaky/outage; `latency` (seconds) is slept
-    before every answer; `rpm` enables the token bucket (default 60 for ``rate-limited``);
+    before every answer; `rpm` enables the token bucket (default 60 for ``rate-limited``),
+    which runs on `clock` (a test may share its virtual clock with the client);
     `scenario` is a JSON file path or dict (format: `imagelingo_cli.simulator.scenario`);
     `api_key`, when given, is the only key accepted (400 API_KEY_INVALID otherwise), else any
     non-empty key is; a missing key is always 403. Raises ValueError for a bad profile, rpm,
@@ -168,6 +170,7 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         api_key: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {latency}")
@@ -178,7 +181,7 @@ class Simulator:
         self.port = port
         self.api_key = api_key
         self.scenario = load_scenario(scenario) if scenario is not None else None
-        self._decider = Decider(profile, seed=seed, rpm=rpm, scenario=self.scenario)
+        self._decider = Decider(profile, seed=seed, rpm=rpm, scenario=self.scenario, clock=clock)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
