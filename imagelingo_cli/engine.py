@@ -164,9 +164,10 @@ class Batch:
                 credits_charged=t.credits,
                 elapsed=time.perf_counter() - started,
                 failures=t.failures,
+                rate=self.gate.record(),
             )
             counts = {k: v for k, v in asdict(summary).items() if k not in ("failures", "run_id")}
-            self.store.finish_run(self.run_id, status, counts | {"rate": self.gate.record()})
+            self.store.finish_run(self.run_id, status, counts)
         self.emit(ev.BatchFinished(summary))
         return summary
 
@@ -294,7 +295,7 @@ class Batch:
                 permit = await self.gate.acquire()
             if permit is None or self.control.halted:
                 if permit is not None:
-                    self.gate.release(permit, throttled=False, retry_after=None)
+                    self.gate.release(permit)
                 self._not_sent(ref, attempt)
                 return
             attempt += 1
@@ -319,29 +320,20 @@ class Batch:
                     error = classify_exception(exc)
             duration_ms = round((time.perf_counter() - began) * 1000)
             if scope.cancelled_caught or (translation is None and error is None):
-                self.gate.release(permit, throttled=False, retry_after=None)
+                self.gate.release(permit)
                 self.store.attempt_interrupted(attempt_id, duration_ms=duration_ms)
                 self._interrupted(ref, attempt)
                 return
-            throttled = error is not None and _is_throttle(error)
-            self.gate.release(
-                permit,
-                throttled=throttled,
-                retry_after=(error.retry_after_ms / 1000)
-                if error and error.retry_after_ms
-                else None,
-            )
             if translation is not None:
+                self.gate.succeeded(permit)
                 await self._succeeded(job, spec, ref, attempt, attempt_id, duration_ms, translation)
                 return
             assert error is not None
+            self.gate.failed(permit, error)
             if error.code.is_global and self.control.stop_sending(error):
                 self.emit(ev.SendingStopped(ev.ErrorInfo.of(error)))
-            retry = (
-                self.policy.retries(error, attempt)
-                and not self.control.halted
-                and self.gate.take_retry()
-            )
+            not_retried = self._retry_denial(error, attempt)
+            retry = self.policy.retries(error, attempt) and not_retried is None
             delay = self.policy.delay(error, attempt, self.rng) if retry else 0.0
             self.store.attempt_failed(
                 attempt_id,
@@ -349,6 +341,7 @@ class Batch:
                 error,
                 duration_ms=duration_ms,
                 retry_in_ms=round(delay * 1000) if retry else None,
+                not_retried=not_retried,
             )
             self.emit(
                 ev.AttemptFailed(
@@ -361,8 +354,23 @@ class Batch:
                 )
             )
             if not retry:
-                self._fail(ref, error, attempts=attempt, sent=True, recorded=True)
+                self._fail(
+                    ref, error, attempts=attempt, sent=True, recorded=True, not_retried=not_retried
+                )
                 return
+
+    def _retry_denial(self, error: TranslationError, attempt: int) -> str | None:
+        """Why an attempt the policy would retry is not retried (None: it is, or the policy
+        does not retry it): the run stopped, or the retry budget is spent."""
+        if not self.policy.retries(error, attempt):
+            return None
+        if self.control.stop_requested:
+            return "the run was stopped"
+        if self.control.global_error is not None:
+            return f"the run stopped sending ({self.control.global_error.code.label})"
+        if not self.gate.allow_retry(error):
+            return self.gate.budget.denial()
+        return None
 
     async def _succeeded(
         self,
@@ -453,6 +461,7 @@ class Batch:
         attempts: int,
         sent: bool,
         recorded: bool = False,
+        not_retried: str | None = None,
     ) -> None:
         if not recorded:
             self.store.fail_unsent(ref.generation_id, error)
@@ -467,6 +476,7 @@ class Batch:
                 "message": error.message,
                 "transient": error.transient,
                 "attempts": attempts,
+                "not_retried": not_retried,
             }
         )
         self.emit(ev.VariationFailed(ref, attempts, ev.ErrorInfo.of(error), sent))
@@ -476,13 +486,6 @@ class Batch:
         return ev.VariationRef(
             generation_id, str(job.source.relative), spec.variation, spec.language.tag
         )
-
-
-def _is_throttle(error: TranslationError) -> bool:
-    """Answers that mean "the project is sending too fast" and should slow the whole run."""
-    if error.code is ErrorCode.RATE_LIMIT:
-        return True
-    return error.code is ErrorCode.SERVER_ERROR and error.retry_after_ms is not None
 
 
 def _load(job: ImageJob) -> tuple[PreparedImage | None, TranslationError | None]:

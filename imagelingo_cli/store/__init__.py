@@ -57,7 +57,7 @@ def default_db_path() -> Path:
 
 # The migrations this version knows, in order (their code is in `schema`, imported only when
 # a database needs them, so that read commands start fast). Never edit one once released.
-SCHEMA = ("m001_initial",)
+SCHEMA = ("m001_initial", "m002_rate_not_retried")
 
 
 # --- records -------------------------------------------------------------------------------
@@ -326,14 +326,16 @@ class Store:
         *,
         duration_ms: int,
         retry_in_ms: int | None,
+        not_retried: str | None = None,
     ) -> None:
-        """Record a failed attempt; `retry_in_ms` is the wait before the next one (None: final)."""
+        """Record a failed attempt; `retry_in_ms` is the wait before the next one (None: final),
+        `not_retried` why a retry the policy allows was not made."""
         stamp = now_iso()
         with self.transaction():
             self.db.execute(
                 "UPDATE attempts SET outcome = 'failed', finished_at = ?, duration_ms = ?,"
                 " error_code = ?, error_message = ?, http_status = ?, api_status = ?,"
-                " retry_after_ms = ?, wait_before_next_ms = ? WHERE id = ?",
+                " retry_after_ms = ?, wait_before_next_ms = ?, not_retried = ? WHERE id = ?",
                 [
                     stamp,
                     duration_ms,
@@ -343,6 +345,7 @@ class Store:
                     error.api_status,
                     error.retry_after_ms,
                     retry_in_ms,
+                    not_retried,
                     attempt_id,
                 ],
             )
