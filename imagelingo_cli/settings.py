@@ -49,6 +49,16 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _rate(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number of requests per minute") from None
+    if not 0 < number <= 100_000:
+        raise ValueError(f"{value} is out of range (more than 0, at most 100000)")
+    return number
+
+
 def _boolean(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -82,6 +92,7 @@ KEYS: Mapping[str, _Key] = {
     "auto_retry_codes": _Key(
         _codes, tuple(sorted(c.value for c in DEFAULT_AUTO_RETRY)), "codes retried automatically"
     ),
+    "rpm": _Key(_rate, None, "requests per minute at most (--rpm); unset: learned from the server"),
 }
 
 
@@ -92,6 +103,7 @@ class Settings:
     concurrency: int
     auto_retry: bool
     auto_retry_codes: tuple[str, ...]
+    rpm: float | None
     sources: Mapping[str, str]  # key -> "flag", "environment", "settings file", "default"
 
 

@@ -49,7 +49,9 @@ def process(
     ),
     timeout: float = typer.Option(120.0, "--timeout", help="Deadline for one attempt, in seconds."),
     rpm: float | None = typer.Option(
-        None, "--rpm", help="Send at most this many requests per minute."
+        None,
+        "--rpm",
+        help="Send at most this many requests per minute (default: settings, else learned).",
     ),
     force: bool = typer.Option(
         False, "--force", help="Translate again even what is already completed."
@@ -83,6 +85,7 @@ def process(
                 "concurrency": concurrency,
                 "auto_retry": auto_retry,
                 "auto_retry_codes": auto_retry_on or None,
+                "rpm": rpm,
             }
         )
         language = resolve_language(settings.language)
@@ -94,8 +97,6 @@ def process(
         fail_setup("--max-retries must be between 0 and 10")
     if timeout <= 0 or max_wait < 0:
         fail_setup("--timeout must be positive and --max-wait not negative")
-    if rpm is not None and rpm <= 0:
-        fail_setup("--rpm must be positive")
     if simulate is not None and simulate not in PROFILES:
         fail_setup(f"unknown simulator profile {simulate!r} (valid: {', '.join(PROFILES)})")
     api_key = api_key_from_env()
@@ -125,7 +126,7 @@ def process(
             timeout=timeout,
         ),
         force=force,
-        rpm=rpm,
+        rpm=settings.rpm,
     )
     store = open_db(db, writable=True)  # before plan_process creates the output folder:
     try:  # a refused database must not leave an empty output folder behind

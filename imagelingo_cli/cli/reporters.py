@@ -22,6 +22,7 @@ from imagelingo_cli.cli.progress import (
     ProgressState,
     countdown,
     failure_text,
+    pace_text,
     render_table,
     stop_text,
 )
@@ -133,7 +134,7 @@ class PlainReporter(_Unframed):
     def __init__(self, console: Console, *, now: Callable[[], float] = time.monotonic) -> None:
         self.console = console
         self.state = ProgressState(now)  # the engine clock: cooldowns are on it
-        self._rate: tuple[int, float | None, bool] | None = None
+        self._rate: ev.RateStatus | None = None
 
     def __call__(self, event: ev.Event) -> None:
         self.state.apply(event)
@@ -191,11 +192,10 @@ class PlainReporter(_Unframed):
         return f"[{finished}/{total}] {ref.image} v{ref.variation} {ref.language}: {words}"
 
     def _rate_line(self, event: ev.RateStatus) -> str | None:
-        key = (event.concurrency_limit, event.cooldown_until, event.retries_paused)
-        previous, self._rate = self._rate, key
-        if previous == key:
+        previous, self._rate = self._rate, event
+        if previous == event:
             return None
-        words = f"Rate: concurrency {event.concurrency_limit}"
+        words = f"Rate: {pace_text(event)}".replace(" · ", ", ")
         if event.cooldown_until is not None:
             left = countdown(event.cooldown_until, self.state.now())
             if left:
@@ -255,6 +255,8 @@ def render_failure_panel(summary: ev.Summary, *, limit: int = 20) -> RenderableT
         head.append(f" · {_plural(attempts, 'attempt')}" if attempts else " · not sent")
         lines.append(head)
         lines.append(Text("  " + _one_line(str(failure.get("message", "")))))
+        if failure.get("not_retried"):
+            lines.append(Text(f"  not retried: {failure['not_retried']}", style="yellow"))
         if failure.get("transient", True):
             how = Text("  retry: ")
         else:
@@ -270,6 +272,16 @@ def render_failure_panel(summary: ev.Summary, *, limit: int = 20) -> RenderableT
             )
         )
     lines.append(Text())
+    denied = summary.rate.retries_denied_by_budget
+    if denied:
+        lines.append(
+            Text(
+                f"{_plural(denied, 'variation')} not retried automatically: the retry budget "
+                f"({summary.rate.retry_budget} retries of server errors, timeouts and network "
+                "errors) was spent, as happens in an outage. Once the service is back:",
+                style="yellow",
+            )
+        )
     lines.append(_retry_all_hint(failures))
     title = f"{_plural(summary.failed or len(failures), 'failed variation')}"
     return Panel(Group(*lines), title=title, title_align="left", border_style="red")
@@ -291,13 +303,28 @@ def _retry_all_hint(failures: list[dict[str, Any]]) -> Text:
 
 
 def render_summary_line(summary: ev.Summary) -> str:
-    """`8 completed, 2 failed, 0 skipped in 14.2 s · 13 attempts · 8 credits`, plus how to
-    resume an interrupted run."""
+    """`8 completed, 2 failed, 0 skipped in 14.2 s · 13 attempts · 8 credits`, plus what the
+    rate limit did, retries the budget denied, and how to resume an interrupted run."""
     line = (
         f"{summary.completed} completed, {summary.failed} failed, {summary.skipped} skipped "
         f"in {summary.elapsed:.1f} s · {_plural(summary.attempts, 'attempt')} · "
         f"{_plural(summary.credits_charged, 'credit')}"
     )
+    rate = summary.rate
+    if rate.suggested_rpm is not None:
+        line += (
+            f"\nRate limited: the quota is {rate.quota_per_minute} requests/min, so the run "
+            f"paced itself to {rate.paced_per_minute:g}/min "
+            f"({_plural(rate.throttled_attempts, 'request')} throttled). Start at that pace "
+            f"next time: --rpm {rate.suggested_rpm} (or imagelingo settings set rpm "
+            f"{rate.suggested_rpm})"
+        )
+    denied = rate.retries_denied_by_budget
+    if denied:
+        line += (
+            f"\n{_plural(denied, 'failure')} not retried: retry budget of {rate.retry_budget} "
+            "spent in this run. Retry them later: imagelingo retry-failed"
+        )
     if summary.status == "interrupted" or summary.interrupted:
         unfinished = summary.interrupted or max(
             0, summary.total - summary.completed - summary.failed - summary.skipped

@@ -35,6 +35,11 @@ def retry_failed(
         2, "--max-retries", help="Automatic retries within this round."
     ),
     timeout: float = typer.Option(120.0, "--timeout", help="Deadline for one attempt, in seconds."),
+    rpm: float | None = typer.Option(
+        None,
+        "--rpm",
+        help="Send at most this many requests per minute (default: settings, else learned).",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be sent; send nothing."),
     db: Path | None = typer.Option(None, "--db", help="Database file."),
     json_output: bool = typer.Option(False, "--json", help="JSON lines on stdout, nothing else."),
@@ -50,7 +55,7 @@ def retry_failed(
     if unknown:
         fail_setup(f"unknown error code {unknown[0]!r} (valid: {', '.join(ErrorCode.__members__)})")
     try:
-        settings = resolve({"concurrency": concurrency})
+        settings = resolve({"concurrency": concurrency, "rpm": rpm})
     except SetupError as exc:
         fail_setup(str(exc))
     store = open_db(db, writable=True)
@@ -90,6 +95,7 @@ def retry_failed(
                     clock=clock,
                     emit=reporter,
                     control=control,
+                    rpm=settings.rpm,
                 ),
                 emit=reporter,
             )

@@ -16,12 +16,14 @@ if TYPE_CHECKING:
     pass
 
 app = typer.Typer(
-    help="Defaults for language, model, concurrency and auto-retry (a TOML file).",
+    help="Defaults for language, model, concurrency, auto-retry and rpm (a TOML file).",
     no_args_is_help=True,
 )
 
 
 def _shown(value: Any) -> str:
+    if value is None:
+        return "—"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, tuple | list):
