@@ -291,7 +291,7 @@ class Batch:
             permit = None
             with self.control.waiting():
                 if delay:
-                    await self.clock.sleep(delay)
+                    await self._back_off(delay)
                 permit = await self.gate.acquire()
             if permit is None or self.control.halted:
                 if permit is not None:
@@ -358,6 +358,15 @@ class Batch:
                     ref, error, attempts=attempt, sent=True, recorded=True, not_retried=not_retried
                 )
                 return
+
+    async def _back_off(self, delay: float) -> None:
+        """Wait before a retry. The image stays in hand meanwhile, so its slot is lent to the
+        next image: waiting out a backoff must not leave the send gate short of work."""
+        self._image_slots.total_tokens += 1
+        try:
+            await self.clock.sleep(delay)
+        finally:
+            self._image_slots.total_tokens -= 1
 
     def _retry_denial(self, error: TranslationError, attempt: int) -> str | None:
         """Why an attempt the policy would retry is not retried (None: it is, or the policy

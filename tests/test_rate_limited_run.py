@@ -116,3 +116,24 @@ def test_a_retry_the_budget_denies_is_said_everywhere(cli: Cli, tmp_path: Path) 
     ) in result.output
     shown = cli("show", str(denied[0]["generation_id"]), env={"COLUMNS": "200"})
     assert f"→ not retried: {denied[0]['not_retried']}" in shown.output
+
+
+def test_an_image_waiting_out_a_backoff_lends_its_slot(tmp_path: Path) -> None:
+    """-c 1: while the first image waits 2 s to retry a timeout, the second one is sent."""
+    cli = Cli(tmp_path, clock=MonotonicClock())  # type: ignore[arg-type]  # the second image
+    # is read in a worker thread, which a virtual clock would not wait for
+    folder = distinct_images(tmp_path / "signs", 2)
+    first = folder / "sign00.png"
+    rules = [{"image": str(first), "responses": ["deadline"]}]
+    with scenario_simulator(tmp_path, {"rules": rules}) as sim:
+        result = cli(
+            "process", str(folder), "--to", "es", "-c", "1", "--base-url", sim.base_url,
+            "--json", env={"GEMINI_API_KEY": TEST_KEY},
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    sent = [
+        (e["ref"]["image"], e["attempt"])
+        for e in json_lines(result.output)
+        if e["event"] == "attempt_started"
+    ]
+    assert sent == [("sign00.png", 1), ("sign01.png", 1), ("sign00.png", 2)]
