@@ -264,11 +264,18 @@ def stop_text(event: ev.StopRequested) -> str:
 
 
 def detail_text(row: Row, now: float) -> str:
-    """The words in the Detail column; a retrying row counts down to its next attempt."""
+    """The words in the Detail column; a retrying row counts down to its next attempt, then
+    says it waits for a send slot if the pace holds it back."""
     if row.status != "retrying" or row.retry_at is None:
         return row.detail
     left = countdown(row.retry_at, now)
-    text = f"{row.detail} · " + (f"retrying in {left}s" if left else "retrying now")
+    if left:
+        when = f"retrying in {left}s"
+    elif now - row.retry_at < 1:
+        when = "retrying now"
+    else:  # due, and queued behind others for the shared pace
+        when = "waiting for a send slot"
+    text = f"{row.detail} · {when}"
     if row.error is not None and row.error.retry_after_ms:
         text += f" (server asked {_seconds(row.error.retry_after_ms)})"
     return text
