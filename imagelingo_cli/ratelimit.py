@@ -11,11 +11,12 @@ quota is a speed, not an error; the gate turns it into a pace:
   seconds, after the server's delay (RetryInfo) has passed for the whole run (cooldown).
   Should 429s go on at that pace (another client shares the quota), the pace is cut and
   grows back slowly, never above the quota.
-- Other throttles (a 429 that names no quota, a 503 with a delay) halve the attempts in
-  flight, once per congestion episode; successes grow them back. Only when a new episode
-  starts before the last one was recovered from is there real pressure: then the pace is
-  cut to `CUT` x the rate that produced it and grows slowly, never above that rate until
-  `QUIET` seconds pass without a throttle.
+- Other throttles (a 429 that names no quota, a 503 with a delay) are read by feel. While
+  they are few among the last answers, one is taken for a one-off: it halves the attempts
+  in flight (once per congestion episode) and successes soon regain them. When they are a
+  good share of the last answers (`PRESSURE_SHARE`), the limit is a rate: the pace is cut
+  to `CUT` x the rate that produced them (or the rate of successes, if lower) and grows
+  back slowly, never above the rate that was refused.
 - `--rpm` caps the pace from the start.
 
 Waiting in the gate is free: it is not an attempt and nothing is recorded for it.
@@ -46,6 +47,7 @@ CONCURRENCY_GROWTH = 0.5  # slots regained per success after a halving
 MIN_PACE = 1 / 60  # requests/second: never slower than one a minute
 PRESSURE_SHARE = 0.25  # 429s among the last answers that mean a limit, not a stray one
 RECENT_ANSWERS = 20
+MIN_SUCCESSES = 5  # before the success rate says anything about the server's
 LATENCY_WEIGHT = 0.2  # weight of the newest answer in the running mean latency
 
 BUDGETED = frozenset({ErrorCode.SERVER_ERROR, ErrorCode.TIMEOUT, ErrorCode.NETWORK_ERROR})
@@ -190,7 +192,7 @@ class SendGate:
         growth = 1.0 if regaining else CONCURRENCY_GROWTH
         self.limit = min(float(self.max_concurrency), self.limit + growth)
         if self.pace is not None and now >= self.cooldown_until:
-            self._grow_pace(now)
+            self._grow_pace()
         self._after(before)
 
     def failed(self, permit: Permit, error: TranslationError) -> None:
@@ -239,13 +241,13 @@ class SendGate:
         if not new_episode:
             return
         self._cut_at = self._sent
-        if self.pace is None and not error.retry_after_ms and not self._under_pressure():
-            # A 429 with nothing behind it (no delay, few others): maybe a one-off.
+        if self.pace is None and not self._under_pressure():
+            # A 429 with few others lately: maybe a one-off.
             self._limit_before_cut = self.limit
             self.limit = max(1.0, self.limit / 2)
             return
-        # Pressure (a server delay, or many 429s lately): the limit is a rate. Pace to it;
-        # the in-flight limit is no longer the cure.
+        # Pressure (many 429s lately): the limit is a rate. Pace to it; the in-flight limit
+        # is no longer the cure.
         too_fast = self.current_pace() or self._send_rate(permit.started_at)
         let_through = self._success_rate(now) or math.inf
         self._ceiling = min(too_fast, self._stated_pace() or math.inf)
@@ -271,7 +273,7 @@ class SendGate:
     def _stated_pace(self) -> float | None:
         return self.quota / 60 * QUOTA_MARGIN if self.quota else None
 
-    def _grow_pace(self, now: float) -> None:
+    def _grow_pace(self) -> None:
         if self.pace is not None and self._ceiling is not None:
             self.pace = min(self._ceiling, self.pace + PACE_GROWTH * self._ceiling)
 
@@ -283,12 +285,12 @@ class SendGate:
 
     def _success_rate(self, now: float) -> float | None:
         """Successes/second over the last minute (or since the first send): under pressure,
-        the rate the server lets through. None without two successes to go by."""
+        the rate the server lets through. None with too few successes to go by."""
         if self._first_send is None:
             return None
         span = max(1.0, min(60.0, now - self._first_send))
         recent = sum(1 for at in self._successes if at > now - span)
-        return recent / span if recent >= 2 else None
+        return recent / span if recent >= MIN_SUCCESSES else None
 
     def _wake(self) -> None:
         if self._slot_freed is not None and self.in_flight < self.concurrency_limit:
