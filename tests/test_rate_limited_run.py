@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from conftest import SAMPLES, TEST_KEY, Cli, json_lines, scenario_simulator
+from typer.testing import Result
 
 from imagelingo_cli.clock import MonotonicClock
 from imagelingo_cli.simulator import Simulator
@@ -22,6 +23,23 @@ def distinct_images(folder: Path, count: int) -> Path:
     return folder
 
 
+def real_time_cli(tmp_path: Path) -> Cli:
+    """The CLI on the machine's clock, which the simulator's quota and worker threads run on."""
+    return Cli(tmp_path, clock=MonotonicClock())  # type: ignore[arg-type]
+
+
+def process_against_quota(cli: Cli, folder: Path, rpm: int) -> tuple[Result, dict[str, int]]:
+    """`imagelingo process FOLDER -c 8` against a simulator enforcing `rpm` requests/minute;
+    the result and the simulator's answers by name."""
+    with Simulator("rate-limited", rpm=rpm) as sim:
+        result = cli(
+            "process", str(folder), "--to", "es", "-c", "8", "--base-url", sim.base_url,
+            env={"GEMINI_API_KEY": TEST_KEY, "COLUMNS": "200"},
+        )  # fmt: skip
+        outcomes: dict[str, int] = sim.stats()["outcomes"]
+    return result, outcomes
+
+
 def run_summary(cli: Cli) -> dict[str, object]:
     summary: dict[str, object] = json.loads(cli.rows("SELECT summary FROM runs")[-1]["summary"])
     return summary
@@ -30,15 +48,8 @@ def run_summary(cli: Cli) -> dict[str, object]:
 def test_a_rate_limited_batch_completes_at_the_quota_and_says_the_pace(tmp_path: Path) -> None:
     """8 images, -c 8, against 120 requests/min stated in Gemini's 429s: all 8 complete, a
     429 only in the opening burst, the pace is shown, and the end suggests --rpm."""
-    cli = Cli(tmp_path, clock=MonotonicClock())  # type: ignore[arg-type]  # real time: the
-    # simulator's quota runs on the machine's clock
-    folder = distinct_images(tmp_path / "signs", 8)
-    with Simulator("rate-limited", rpm=120) as sim:
-        result = cli(
-            "process", str(folder), "--to", "es", "-c", "8", "--base-url", sim.base_url,
-            env={"GEMINI_API_KEY": TEST_KEY, "COLUMNS": "200"},
-        )  # fmt: skip
-        outcomes = sim.stats()["outcomes"]
+    cli = real_time_cli(tmp_path)
+    result, outcomes = process_against_quota(cli, distinct_images(tmp_path / "signs", 8), 120)
     assert result.exit_code == 0, result.output
     assert "8 completed, 0 failed" in result.output
     assert "Rate: quota ≈ 120/min, pacing 1 every 0.5 s" in result.output
@@ -55,15 +66,9 @@ def test_a_rate_limited_batch_completes_at_the_quota_and_says_the_pace(tmp_path:
 
 def test_rpm_from_the_settings_paces_from_the_first_request(tmp_path: Path) -> None:
     """settings set rpm 100 against a 120/min quota: not a single 429, no suggestion."""
-    cli = Cli(tmp_path, clock=MonotonicClock())  # type: ignore[arg-type]
+    cli = real_time_cli(tmp_path)
     assert cli("settings", "set", "rpm", "100").exit_code == 0
-    folder = distinct_images(tmp_path / "signs", 5)
-    with Simulator("rate-limited", rpm=120) as sim:
-        result = cli(
-            "process", str(folder), "--to", "es", "-c", "8", "--base-url", sim.base_url,
-            env={"GEMINI_API_KEY": TEST_KEY, "COLUMNS": "200"},
-        )  # fmt: skip
-        outcomes = sim.stats()["outcomes"]
+    result, outcomes = process_against_quota(cli, distinct_images(tmp_path / "signs", 5), 120)
     assert result.exit_code == 0, result.output
     assert outcomes == {"ok": 5}
     assert "Rate limited" not in result.output
@@ -120,8 +125,8 @@ def test_a_retry_the_budget_denies_is_said_everywhere(cli: Cli, tmp_path: Path) 
 
 def test_an_image_waiting_out_a_backoff_lends_its_slot(tmp_path: Path) -> None:
     """-c 1: while the first image waits 2 s to retry a timeout, the second one is sent."""
-    cli = Cli(tmp_path, clock=MonotonicClock())  # type: ignore[arg-type]  # the second image
-    # is read in a worker thread, which a virtual clock would not wait for
+    cli = real_time_cli(tmp_path)  # the second image is read in a worker thread, which a
+    # virtual clock would not wait for
     folder = distinct_images(tmp_path / "signs", 2)
     first = folder / "sign00.png"
     rules = [{"image": str(first), "responses": ["deadline"]}]
