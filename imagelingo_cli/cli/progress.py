@@ -379,7 +379,10 @@ def render_footer(state: ProgressState, now: float) -> Footer:
         if until is not None and until > now:
             timing.append(f" · cooling down {countdown(until, now)}s", style="yellow")
         if state.rate.retries_paused:
-            timing.append(" · retry budget spent: no more automatic retries", style="yellow")
+            timing.append(
+                " · retry budget spent: server errors, timeouts and network errors are not retried",
+                style="yellow",
+            )
     if state.stopped is not None:
         timing.append(f" · sending stopped: {state.stopped.label}", style="red")
     if state.stopping is not None:

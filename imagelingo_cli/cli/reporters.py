@@ -201,7 +201,9 @@ class PlainReporter(_Unframed):
             if left:
                 words += f", cooling down {left}s"
         if event.retries_paused:
-            words += ", retry budget spent: no more automatic retries"
+            words += (
+                ", retry budget spent: server errors, timeouts and network errors are not retried"
+            )
         return words
 
 
