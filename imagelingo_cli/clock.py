@@ -29,8 +29,10 @@ class VirtualClock:
     """A clock whose sleeps end at once, in order of their virtual wake-up time.
 
     A sleeper waits a few real milliseconds so that other tasks can register shorter sleeps,
-    then, if it is the earliest, jumps virtual time to its wake-up. Every requested sleep is
-    kept in `sleeps` so a test can assert on the waits the engine chose.
+    then, if it is still the earliest one tick later, jumps virtual time to its wake-up. The
+    second tick lets a task that the previous sleeper woke (through an event, not a sleep)
+    run before time moves on. Every requested sleep is kept in `sleeps` so a test can assert
+    on the waits the engine chose.
     """
 
     def __init__(self, start: float = 1000.0, tick: float = 0.002) -> None:
@@ -51,12 +53,17 @@ class VirtualClock:
         entry = (self._now + seconds, next(self._order))
         heapq.heappush(self._waiting, entry)
         try:
+            earliest = False
             while True:
                 await anyio.sleep(self._tick)
-                if self._waiting and self._waiting[0] == entry:
+                if not self._waiting or self._waiting[0] != entry:
+                    earliest = False
+                elif earliest:
                     heapq.heappop(self._waiting)
                     self._now = max(self._now, entry[0])
                     return
+                else:
+                    earliest = True
         except BaseException:
             if entry in self._waiting:
                 self._waiting.remove(entry)

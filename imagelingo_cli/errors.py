@@ -19,9 +19,10 @@ codes decide it, but NO_IMAGE and SAFETY_BLOCKED depend on the answer's finish r
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
@@ -113,6 +114,7 @@ class TranslationError(Exception):
     retry_after_ms: int | None = None
     retryable: bool | None = None  # None: as the code says
     usage: Usage | None = field(default=None, repr=False)  # a 200 answer is billed too
+    quota_per_minute: int | None = None  # a 429's stated per-minute request quota
 
     def __post_init__(self) -> None:
         super().__init__(f"{self.code.label}: {self.message}")
@@ -264,9 +266,12 @@ def _api_error(exc: Any) -> TranslationError:
     listed = error.get("details")
     details: list[Any] = listed if isinstance(listed, list) else []
     retry_after_ms = _retry_delay_ms(details, message)
+    quota = _per_minute_quota(details) if http_status == 429 else None
 
     def make(code: ErrorCode) -> TranslationError:
-        return TranslationError(code, message, http_status, api_status, retry_after_ms)
+        return TranslationError(
+            code, message, http_status, api_status, retry_after_ms, quota_per_minute=quota
+        )
 
     reasons = {d.get("reason") for d in details if isinstance(d, dict) and d.get("reason")}
     if http_status == 429:
@@ -299,18 +304,33 @@ def _quota_gone(details: list[Any], message: str) -> bool:
     lowered = message.lower()
     if "limit: 0" in lowered or "prepayment credits are depleted" in lowered:
         return True
-    for detail in details:
-        if not isinstance(detail, dict) or not str(detail.get("@type", "")).endswith(
-            "QuotaFailure"
-        ):
-            continue
-        for violation in detail.get("violations") or []:
-            if not isinstance(violation, dict):
-                continue
-            quota = f"{violation.get('quotaId', '')} {violation.get('quotaMetric', '')}"
-            if "PerDay" in quota or "per_day" in quota.lower():
-                return True
+    for violation in _quota_violations(details):
+        quota = f"{violation.get('quotaId', '')} {violation.get('quotaMetric', '')}"
+        if "PerDay" in quota or "per_day" in quota.lower():
+            return True
     return False
+
+
+def _quota_violations(details: list[Any]) -> Iterator[dict[str, Any]]:
+    """The violations listed by the QuotaFailure details of an error body."""
+    for detail in details:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("QuotaFailure"):
+            for violation in detail.get("violations") or []:
+                if isinstance(violation, dict):
+                    yield violation
+
+
+def _per_minute_quota(details: list[Any]) -> int | None:
+    """The requests-per-minute limit a 429's QuotaFailure names (a `...PerMinute...` quota
+    counting requests; token quotas say nothing about how often to send), or None."""
+    limits: list[int] = []
+    for violation in _quota_violations(details):
+        quota_id = str(violation.get("quotaId", ""))
+        if "PerMinute" in quota_id and "Token" not in quota_id:
+            with contextlib.suppress(ValueError):
+                limits.append(int(str(violation.get("quotaValue"))))
+    positive = [limit for limit in limits if limit > 0]
+    return min(positive) if positive else None
 
 
 def _retry_delay_ms(details: list[Any], message: str) -> int | None:

@@ -123,7 +123,24 @@ class RateStatus:
     concurrency_limit: int
     cooldown_until: float | None  # on the engine's clock
     rpm: float | None = None
-    retries_paused: bool = False  # the retry budget is spent: transient failures are not retried
+    retries_paused: bool = False  # the retry budget is spent: outage errors are not retried
+    quota_per_minute: int | None = None  # the per-minute quota the server stated
+    pace_interval: float | None = None  # seconds between requests while pacing
+
+
+@dataclass(frozen=True)
+class RateRecord:
+    """What a run learned about the rate limit (in its summary and the runs table)."""
+
+    quota_per_minute: int | None = None  # as the server stated it
+    paced_per_minute: float | None = None  # the pace the run ended at
+    suggested_rpm: int | None = None  # a throttled run's pace, to start at next time
+    rpm: float | None = None  # the cap the run was given
+    throttled_attempts: int = 0
+    concurrency_limit: int = 0
+    retry_budget: int = 0  # retries of outage errors allowed by the end of the run
+    budgeted_retries: int = 0
+    retries_denied_by_budget: int = 0
 
 
 @dataclass(frozen=True)
@@ -134,6 +151,7 @@ class Failure:
     error: ErrorInfo
     attempts: int  # in this run's round (0: not sent)
     kept_output: str | None = None
+    not_retried: str | None = None  # why a retry the policy allows was not made
 
 
 @dataclass(frozen=True)
@@ -150,6 +168,7 @@ class Summary:
     elapsed: float
     failures: list[Failure] = field(default_factory=list)
     files_skipped: dict[str, int] = field(default_factory=dict)  # found, not images, by reason
+    rate: RateRecord = field(default_factory=RateRecord)
 
 
 @dataclass(frozen=True)

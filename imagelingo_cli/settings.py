@@ -73,6 +73,16 @@ def _path(value: str) -> str:
     return value
 
 
+def _rate(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number of requests per minute") from None
+    if not 0 < number <= 100_000:
+        raise ValueError(f"{value} is out of range (more than 0, at most 100000)")
+    return number
+
+
 def _boolean(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -123,6 +133,9 @@ KEYS: Mapping[str, _Key] = {
     "confirm_above": _Key(
         _whole(0), 100, "ask on a terminal before sending more requests than this", "--yes"
     ),
+    "rpm": _Key(
+        _rate, None, "requests per minute at most; unset: learned from the server", "--rpm"
+    ),
 }
 
 
@@ -138,6 +151,7 @@ class Settings:
     timeout: float
     out: str
     confirm_above: int
+    rpm: float | None
     sources: Mapping[str, str]  # key -> "flag", "environment", "settings file", "default"
 
 
@@ -188,6 +202,8 @@ def resolve(
 
 def shown(value: Any) -> str:
     """A setting's value as the user writes it: on/off, comma-separated codes."""
+    if value is None:
+        return "—"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, tuple | list):

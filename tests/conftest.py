@@ -34,6 +34,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "IMAGELINGO_CONCURRENCY",
         "IMAGELINGO_AUTO_RETRY",
         "IMAGELINGO_AUTO_RETRY_CODES",
+        "IMAGELINGO_RPM",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("IMAGELINGO_DB", str(tmp_path / "state" / "imagelingo.db"))

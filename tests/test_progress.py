@@ -7,6 +7,7 @@ import io
 import json
 import re
 
+import pytest
 from rich.console import Console, RenderableType
 
 from imagelingo_cli import events as ev
@@ -69,7 +70,8 @@ def new_state(clock: FakeClock, total: int = 1) -> ProgressState:
 
 
 def test_retry_countdown_counts_down_as_time_passes() -> None:
-    """A retrying row reads `retrying in 2s`, then 1s, then `retrying now`, from retry_at - now."""
+    """A retrying row reads `retrying in 2s`, then 1s, then `retrying now`, from retry_at - now;
+    still not sent a second later, it waits for a send slot."""
     clock = FakeClock()
     state = new_state(clock)
     state.apply(ev.VariationQueued(ref(1)))
@@ -79,8 +81,10 @@ def test_retry_countdown_counts_down_as_time_passes() -> None:
     assert "Attempt 1/3: Failed - Rate Limit · retrying in 2s" in render(state)
     clock.t += 1.2
     assert "Attempt 1/3: Failed - Rate Limit · retrying in 1s" in render(state)
-    clock.t += 5
+    clock.t += 1
     assert "Attempt 1/3: Failed - Rate Limit · retrying now" in render(state)
+    clock.t += 1
+    assert "Attempt 1/3: Failed - Rate Limit · waiting for a send slot" in render(state)
 
 
 def test_retry_countdown_without_retry_at_uses_retry_in_and_names_server_delay() -> None:
@@ -279,8 +283,8 @@ def test_render_table_snapshot_at_width_100() -> None:
     lines = [line.rstrip() for line in render(state, max_rows=10, width=100).splitlines()]
     assert lines == [
         "Image                Var  Lang  Status    Detail",
-        "─" * 89,
-        "cafe-menu.jpg        v1   es    retrying  Attempt 1/3: Failed - Rate Limit · retrying now",
+        "─" * 100,
+        "cafe-menu.jpg        v1   es    retrying  Attempt 1/3: Failed - Rate Limit · waiting for a send slot",
         "cafe-menu.jpg        v2   es    done      Attempt 1/3: Succeeded",
         "menus/breakfast.png  v1   fr    waiting   Waiting",
         "1 done · 0 failed · 1 retrying · 0 sending · 1 waiting │ elapsed 0:12 · ETA 0:06",
@@ -447,3 +451,22 @@ def test_ctrl_c_is_announced_in_the_footer_and_in_plain_output() -> None:
     report(ev.StopRequested("SIGINT", 0.0))
     assert isinstance(console.file, io.StringIO)
     assert console.file.getvalue().splitlines() == ["SIGINT again: stopping now"]
+
+
+def test_footer_says_the_quota_and_the_pace_and_the_eta_moves_smoothly_to_it() -> None:
+    """Once paced, the footer says `quota ≈ 30/min · pacing 1 every 2.0 s`; the ETA moves a
+    fifth of the way per event towards remaining x pace, instead of jumping."""
+    clock = FakeClock()
+    state = new_state(clock, total=31)
+    state.apply(ev.AttemptStarted(ref(1), 1, 3, 1))
+    clock.t += 1
+    state.apply(ev.VariationCompleted(ref(1), 1, 3, "out/1.png"))
+    assert state.eta(clock.t) == 7.5  # 30 remaining, 4 at a time, 1 s each
+    paced = ev.RateStatus(4, None, quota_per_minute=30, pace_interval=2.04)
+    etas = []
+    for _ in range(12):
+        state.apply(paced)
+        etas.append(state.eta(clock.t) or 0.0)
+    assert "quota ≈ 30/min · pacing 1 every 2.0 s" in render(state)
+    assert etas[0] == pytest.approx(7.5 + 0.2 * (30 * 2.04 - 7.5))
+    assert etas == sorted(etas) and etas[-1] == pytest.approx(30 * 2.04, rel=0.1)

@@ -1,5 +1,6 @@
-"""The run's shared view of the rate limit, on a virtual clock: cooldown, adaptive concurrency,
---rpm spacing and the retry budget."""
+"""The run's shared view of the rate limit, on a virtual clock: slow start, cooldown, the
+in-flight limit, pacing to a stated quota or --rpm, and the retry budget. Convergence on a
+quota over whole batches is in test_pacing."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from conftest import SAMPLES, TEST_KEY, Cli, scenario_simulator
 
 from imagelingo_cli import events as ev
 from imagelingo_cli.clock import VirtualClock
+from imagelingo_cli.errors import ErrorCode, TranslationError
 from imagelingo_cli.languages import resolve_language
-from imagelingo_cli.ratelimit import SendGate
+from imagelingo_cli.ratelimit import RetryBudget, SendGate
 from imagelingo_cli.retry import RetryPolicy
 from imagelingo_cli.runner import Connection, ProcessRequest, plan_process, run_process
 from imagelingo_cli.store import open_store
@@ -61,56 +63,161 @@ def test_cooldown_holds_every_new_attempt_until_the_server_delay(tmp_path: Path)
     assert len(after) == 4 and all(when >= throttled_at[0] + 5 for when in after)
 
 
-def test_concurrency_halves_once_per_episode_and_recovers() -> None:
-    """429s halve the in-flight limit (once per congestion episode); successes grow it back."""
+ONE_OFF = TranslationError(ErrorCode.RATE_LIMIT, "Resource has been exhausted.", 429)
+OVERLOADED = TranslationError(ErrorCode.SERVER_ERROR, "The model is overloaded.", 503)
+
+
+def per_minute_429(quota: int, delay_ms: int) -> TranslationError:
+    return TranslationError(
+        ErrorCode.RATE_LIMIT,
+        "Please retry in 2s.",
+        429,
+        "RESOURCE_EXHAUSTED",
+        delay_ms,
+        quota_per_minute=quota,
+    )
+
+
+def test_opens_with_four_in_flight_and_grows_one_per_success() -> None:
+    """Before any answer at most 4 attempts are in flight; each success opens one more slot."""
+    gate = SendGate(VirtualClock(), max_concurrency=16)
+
+    async def main() -> list[int]:
+        held = [await gate.acquire() for _ in range(4)]
+        seen = [gate.concurrency_limit]
+        for permit in held:
+            gate.succeeded(permit)
+        seen.append(gate.concurrency_limit)
+        for _ in range(20):
+            gate.succeeded(await gate.acquire())
+        seen.append(gate.concurrency_limit)
+        return seen
+
+    assert anyio.run(main, backend="asyncio") == [4, 8, 16]
+
+
+def test_a_one_off_429_halves_concurrency_once_and_it_comes_back() -> None:
+    """A 429 with no delay and no quota halves the in-flight limit once per episode (a second
+    429 sent before the cut is the same episode), sets no pace, and successes regain it."""
     clock = VirtualClock()
     gate = SendGate(clock, max_concurrency=8)
 
     async def main() -> list[int]:
-        seen = []
-        early = await gate.acquire()
-        first = await gate.acquire()
-        gate.release(first, throttled=True, retry_after=None)
+        held = [await gate.acquire() for _ in range(4)]
+        for permit in held[2:]:
+            gate.succeeded(permit)
+        seen = [gate.concurrency_limit]
+        gate.failed(held[0], ONE_OFF)
         seen.append(gate.concurrency_limit)
-        gate.release(early, throttled=True, retry_after=None)  # sent before the cut: no new cut
+        gate.failed(held[1], ONE_OFF)  # sent before the cut
         seen.append(gate.concurrency_limit)
-        await clock.sleep(1)
-        later = await gate.acquire()
-        gate.release(later, throttled=True, retry_after=None)
-        seen.append(gate.concurrency_limit)
-        for _ in range(20):
-            gate.release(await gate.acquire(), throttled=False, retry_after=None)
+        for _ in range(12):
+            gate.succeeded(await gate.acquire())
         seen.append(gate.concurrency_limit)
         return seen
 
-    assert anyio.run(main, backend="asyncio") == [4, 4, 2, 8]
+    assert anyio.run(main, backend="asyncio") == [6, 3, 3, 8]
+    assert gate.pace is None and gate.throttles == 2
 
 
 def test_in_flight_never_exceeds_the_adaptive_limit() -> None:
-    """After a halving, a fifth attempt waits until one of four in flight is released."""
+    """After a halving to 2, a third attempt waits until one of the two in flight is released."""
     clock = VirtualClock()
     gate = SendGate(clock, max_concurrency=8)
 
     async def main() -> tuple[int, bool]:
-        gate.release(await gate.acquire(), throttled=True, retry_after=None)
-        held = [await gate.acquire() for _ in range(4)]
-        got_fifth = False
+        gate.failed(await gate.acquire(), ONE_OFF)
+        held = [await gate.acquire() for _ in range(2)]
+        got_third = False
 
-        async def fifth() -> None:
-            nonlocal got_fifth
+        async def third() -> None:
+            nonlocal got_third
             await gate.acquire()
-            got_fifth = True
+            got_third = True
 
         async with anyio.create_task_group() as group:
-            group.start_soon(fifth)
-            await anyio.wait_all_tasks_blocked()  # the fifth is parked at the gate
-            before = got_fifth
-            gate.release(held[0], throttled=False, retry_after=None)
+            group.start_soon(third)
+            await anyio.wait_all_tasks_blocked()  # the third is parked at the gate
+            before = got_third
+            gate.succeeded(held[0])
         return gate.in_flight, before
 
-    in_flight, fifth_before_release = anyio.run(main, backend="asyncio")
-    assert fifth_before_release is False
-    assert in_flight == 4
+    in_flight, third_before_release = anyio.run(main, backend="asyncio")
+    assert third_before_release is False
+    assert in_flight == 2
+
+
+def test_a_stated_quota_paces_every_attempt_after_the_server_delay() -> None:
+    """A per-minute 429 naming 30/min with a 5 s delay: nothing leaves for 5 s, then one
+    attempt every 60 / (30 x 0.98) s; the in-flight limit is not cut."""
+    clock = VirtualClock()
+    changes: list[ev.RateStatus] = []
+    gate = SendGate(clock, max_concurrency=8, on_change=changes.append)
+
+    async def main() -> list[float]:
+        first = await gate.acquire()
+        gate.failed(first, per_minute_429(30, 5000))
+        learned_at = clock.now()
+        times = []
+        for _ in range(4):
+            permit = await gate.acquire()
+            times.append(clock.now() - learned_at)
+            gate.succeeded(permit)
+        return times
+
+    times = anyio.run(main, backend="asyncio")
+    spacing = 60 / (30 * 0.98)
+    assert times == pytest.approx([5.0, 5.0 + spacing, 5.0 + 2 * spacing, 5.0 + 3 * spacing])
+    assert gate.concurrency_limit >= 4
+    assert changes[0].quota_per_minute == 30 and changes[0].pace_interval == 2.04
+    record = gate.record()
+    assert (record.quota_per_minute, record.suggested_rpm, record.throttled_attempts) == (30, 29, 1)
+
+
+def test_429s_at_the_stated_quota_cut_the_pace_below_it() -> None:
+    """Another client sharing the quota: a 429 for an attempt sent at the learned pace cuts
+    the pace by 30 %; successes grow it back, never above the quota."""
+    gate = SendGate(VirtualClock(), max_concurrency=8)
+
+    async def main() -> list[float]:
+        gate.failed(await gate.acquire(), per_minute_429(60, 0))
+        paces = [gate.current_pace() or 0.0]
+        gate.failed(await gate.acquire(), per_minute_429(60, 0))
+        paces.append(gate.current_pace() or 0.0)
+        for _ in range(40):
+            gate.succeeded(await gate.acquire())
+        paces.append(gate.current_pace() or 0.0)
+        return paces
+
+    assert anyio.run(main, backend="asyncio") == pytest.approx([0.98, 0.686, 0.98])
+
+
+def test_the_retry_budget_is_for_outages_never_for_rate_limits() -> None:
+    """Server errors, timeouts and network errors spend the budget (10 + 20 % of first
+    attempts); rate limits are always allowed; each denial is counted and said."""
+    budget = RetryBudget(floor=2, ratio=0.5)
+    budget.first_attempts = 2
+    allowed = [budget.allow(code) for code in (ErrorCode.SERVER_ERROR,) * 4]
+    assert allowed == [True, True, True, False]
+    assert all(budget.allow(ErrorCode.RATE_LIMIT) for _ in range(10))
+    assert not budget.allow(ErrorCode.TIMEOUT) and not budget.allow(ErrorCode.NETWORK_ERROR)
+    assert (budget.spent, budget.denied) == (3, 3)
+    assert budget.denial() == "retry budget of 3 spent in this run"
+
+
+def test_a_503_with_a_delay_slows_the_run_one_without_does_not() -> None:
+    """An overloaded server asking for a delay is a throttle; a bare 503 is not."""
+    clock = VirtualClock()
+    gate = SendGate(clock, max_concurrency=8)
+
+    async def main() -> None:
+        gate.failed(await gate.acquire(), OVERLOADED)
+        assert (gate.concurrency_limit, gate.throttles) == (4, 0)
+        delayed = TranslationError(ErrorCode.SERVER_ERROR, "overloaded", 503, None, 3000)
+        gate.failed(await gate.acquire(), delayed)
+        assert gate.throttles == 1 and gate.cooldown_until == pytest.approx(clock.now() + 3)
+
+    anyio.run(main, backend="asyncio")
 
 
 def test_rpm_spaces_requests_evenly() -> None:
@@ -123,7 +230,7 @@ def test_rpm_spaces_requests_evenly() -> None:
         for _ in range(5):
             permit = await gate.acquire()
             times.append(clock.now())
-            gate.release(permit, throttled=False, retry_after=None)
+            gate.succeeded(permit)
         return times
 
     times = anyio.run(main, backend="asyncio")

@@ -36,6 +36,7 @@ def test_defaults_when_nothing_is_set(cli: Cli) -> None:
         "timeout": (120.0, "default"),
         "out": ("imagelingo-out", "default"),
         "confirm_above": (100, "default"),
+        "rpm": (None, "default"),
     }
 
 
@@ -81,6 +82,8 @@ def test_set_writes_a_private_toml_file(cli: Cli) -> None:
         ("auto_retry_codes", "CONFIG_ERROR", "cannot be auto-retried (valid: API_ERROR"),
         ("auto_retry_codes", "RATE_LIMIT,BOGUS", "'BOGUS' cannot be auto-retried"),
         ("auto_retry", "maybe", "not on/off"),
+        ("rpm", "0", "out of range"),
+        ("rpm", "fast", "not a number of requests per minute"),
     ],
 )
 def test_invalid_values_are_refused(cli: Cli, key: str, value: str, says: str) -> None:
@@ -102,3 +105,12 @@ def test_path_and_table(cli: Cli, tmp_path: Path) -> None:
     assert cli("settings", "path").output.strip() == str(tmp_path / "state" / "settings.toml")
     text = cli("settings", "show", env={"COLUMNS": "200"}).output
     assert "concurrency" in text and "default" in text and "settings.toml" in text
+
+
+def test_rpm_from_the_file_or_the_environment_caps_the_pace(cli: Cli) -> None:
+    """settings set rpm 30 makes 30/min the default; IMAGELINGO_RPM and --rpm win over it."""
+    assert cli("settings", "set", "rpm", "30").exit_code == 0
+    assert (resolve(environ={}).rpm, resolve(environ={}).sources["rpm"]) == (30.0, "settings file")
+    assert resolve(environ={"IMAGELINGO_RPM": "12.5"}).rpm == 12.5
+    assert resolve({"rpm": 6}, environ={"IMAGELINGO_RPM": "12.5"}).rpm == 6.0
+    assert "rpm = 30.0" in settings_path().read_text()

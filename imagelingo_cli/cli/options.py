@@ -38,7 +38,12 @@ MAX_WAIT = typer.Option(
 TIMEOUT = typer.Option(
     None, "--timeout", metavar="SECONDS", help="Deadline for one attempt, in total."
 )
-RPM = typer.Option(None, "--rpm", metavar="N", help="Send at most N requests a minute.")
+RPM = typer.Option(
+    None,
+    "--rpm",
+    metavar="N",
+    help="Send at most N requests a minute (unset: paced to the quota the server states).",
+)
 BASE_URL = typer.Option(
     None,
     "--base-url",
@@ -66,6 +71,7 @@ SETTING_OF = {
     "auto_retry_on": "auto_retry_codes",
     "max_wait": "max_wait",
     "timeout": "timeout",
+    "rpm": "rpm",
 }
 
 

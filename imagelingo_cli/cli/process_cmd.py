@@ -94,6 +94,7 @@ def process(
                     "model": model,
                     "concurrency": concurrency,
                     "out": str(out) if out is not None else None,
+                    "rpm": rpm,
                     **options.policy_flags(
                         max_retries=max_retries,
                         auto_retry=auto_retry,
@@ -118,7 +119,7 @@ def process(
                     timeout=settings.timeout,
                 ),
                 force=force,
-                rpm=rpm,
+                rpm=settings.rpm,
             )
             request.batch_options()  # the batch's own checks, before anything is created
         except (SetupError, ValueError) as exc:

@@ -35,6 +35,7 @@ COUNT_WORD = {"completed": "done"}
 RETRY_HINT = "transient: imagelingo retry-failed"
 IMAGE_MIN = 18
 IMAGE_FLOOR = 8
+ETA_SMOOTHING = 0.2  # each event moves the shown end time a fifth of the way to the new one
 
 
 @dataclass
@@ -77,6 +78,7 @@ class ProgressState:
         self.summary: ev.Summary | None = None
         self._durations = 0.0
         self._finished_sent = 0
+        self._eta_end: float | None = None  # the smoothed estimate of when the run ends
 
     # -- folding --
 
@@ -146,6 +148,7 @@ class ProgressState:
             case ev.BatchFinished():
                 self.summary = event.summary
                 self.finished_at = now
+        self._update_eta(now)
 
     def _row(self, ref: ev.VariationRef, now: float) -> Row:
         key = row_key(ref)
@@ -185,17 +188,31 @@ class ProgressState:
         end = self.finished_at if self.finished_at is not None else now
         return max(0.0, end - self.started_at)
 
-    def eta(self) -> float | None:
-        """Average time per finished variation x remaining / concurrency; None until one
-        variation has finished after being sent, and once nothing remains."""
-        if self._finished_sent == 0 or self.summary is not None:
+    def eta(self, now: float) -> float | None:
+        """Seconds until the run ends, smoothed over events; None until one variation has
+        finished after being sent, and once nothing remains."""
+        if self._eta_end is None or self.summary is not None:
             return None
+        return max(0.0, self._eta_end - now)
+
+    def _update_eta(self, now: float) -> None:
+        """Remaining variations at the rate they can finish: as many at once as the
+        concurrency allows, each taking the average time so far, and never faster than the
+        pace the rate limit sets."""
         counts = self.counts
         remaining = counts["waiting"] + counts["sending"] + counts["retrying"]
-        if remaining == 0:
-            return None
+        if self._finished_sent == 0 or remaining == 0:
+            self._eta_end = None
+            return
         limit = self.rate.concurrency_limit if self.rate is not None else self.concurrency
-        return self._durations / self._finished_sent * remaining / max(1, limit)
+        per_second = max(1, limit) * self._finished_sent / max(self._durations, 1e-9)
+        if self.rate is not None and self.rate.pace_interval:
+            per_second = min(per_second, 1 / self.rate.pace_interval)
+        end = now + remaining / per_second
+        if self._eta_end is None:
+            self._eta_end = end
+        else:
+            self._eta_end += ETA_SMOOTHING * (end - self._eta_end)
 
 
 # -- words --
@@ -255,6 +272,18 @@ def failure_text(
     return f"Failed - {error.label} ({kind})"
 
 
+def pace_text(rate: ev.RateStatus) -> str:
+    """`quota ≈ 30/min · pacing 1 every 2.0 s` once the rate is paced, else the concurrency."""
+    parts = []
+    if rate.quota_per_minute:
+        parts.append(f"quota ≈ {rate.quota_per_minute}/min")
+    if rate.pace_interval:
+        parts.append(f"pacing 1 every {rate.pace_interval:.1f} s")
+    else:
+        parts.append(f"concurrency {rate.concurrency_limit}")
+    return " · ".join(parts)
+
+
 def stop_text(event: ev.StopRequested) -> str:
     """What Ctrl-C is doing, in the footer and in plain output."""
     if not event.grace:
@@ -266,11 +295,18 @@ def stop_text(event: ev.StopRequested) -> str:
 
 
 def detail_text(row: Row, now: float) -> str:
-    """The words in the Detail column; a retrying row counts down to its next attempt."""
+    """The words in the Detail column; a retrying row counts down to its next attempt, then
+    says it waits for a send slot if the pace holds it back."""
     if row.status != "retrying" or row.retry_at is None:
         return row.detail
     left = countdown(row.retry_at, now)
-    text = f"{row.detail} · " + (f"retrying in {left}s" if left else "retrying now")
+    if left:
+        when = f"retrying in {left}s"
+    elif now - row.retry_at < 1:
+        when = "retrying now"
+    else:  # due, and queued behind others for the shared pace
+        when = "waiting for a send slot"
+    text = f"{row.detail} · {when}"
     if row.error is not None and row.error.retry_after_ms:
         text += f" (server asked {_seconds(row.error.retry_after_ms)})"
     return text
@@ -390,16 +426,19 @@ def render_footer(state: ProgressState, now: float) -> Footer:
         style = STATUS_STYLE[status] if counts[status] and status != "waiting" else ""
         text.append(f"{counts[status]} {COUNT_WORD.get(status, status)}", style=style)
     timing = Text(f"elapsed {clock_text(state.elapsed(now))}")
-    eta = state.eta()
+    eta = state.eta(now)
     if eta is not None:
         timing.append(f" · ETA {clock_text(eta)}")
     if state.rate is not None:
-        timing.append(f" · concurrency {state.rate.concurrency_limit}")
+        timing.append(f" · {pace_text(state.rate)}")
         until = state.rate.cooldown_until
         if until is not None and until > now:
             timing.append(f" · cooling down {countdown(until, now)}s", style="yellow")
         if state.rate.retries_paused:
-            timing.append(" · retry budget spent: no more automatic retries", style="yellow")
+            timing.append(
+                " · retry budget spent: server errors, timeouts and network errors are not retried",
+                style="yellow",
+            )
     if state.stopped is not None:
         timing.append(f" · sending stopped: {state.stopped.label}", style="red")
     if state.stopping is not None and state.summary is None:

@@ -25,6 +25,7 @@ from imagelingo_cli.cli.progress import (
     ProgressState,
     countdown,
     describe,
+    pace_text,
     render_table,
     stop_text,
 )
@@ -184,7 +185,7 @@ class PlainReporter(_Unframed):
     def __init__(self, console: Console, *, now: Callable[[], float] = time.monotonic) -> None:
         self.console = console
         self.state = ProgressState(now)  # the engine clock: cooldowns are on it
-        self._rate: tuple[int, float | None, bool] | None = None
+        self._rate: ev.RateStatus | None = None
 
     def __call__(self, event: ev.Event) -> None:
         self.state.apply(event)
@@ -234,17 +235,18 @@ class PlainReporter(_Unframed):
         return f"[{finished}/{total}] {ref.image} v{ref.variation} {ref.language}: {words}"
 
     def _rate_line(self, event: ev.RateStatus) -> str | None:
-        key = (event.concurrency_limit, event.cooldown_until, event.retries_paused)
-        previous, self._rate = self._rate, key
-        if previous == key:
+        previous, self._rate = self._rate, event
+        if previous == event:
             return None
-        words = f"Rate: concurrency {event.concurrency_limit}"
+        words = f"Rate: {pace_text(event)}".replace(" · ", ", ")
         if event.cooldown_until is not None:
             left = countdown(event.cooldown_until, self.state.now())
             if left:
                 words += f", cooling down {left}s"
         if event.retries_paused:
-            words += ", retry budget spent: no more automatic retries"
+            words += (
+                ", retry budget spent: server errors, timeouts and network errors are not retried"
+            )
         return words
 
 
@@ -299,10 +301,22 @@ def render_failure_panel(summary: ev.Summary, *, width: int, limit: int = 20) ->
         head.append(f" · {plural(attempts, 'attempt')}" if attempts else " · not sent")
         lines.append(head)
         lines.append(Text("  " + _one_line(error.message)))
+        if failure.not_retried:
+            lines.append(Text(f"  not retried: {failure.not_retried}", style="yellow"))
         if failure.kept_output:
             lines.append(Text(f"  the earlier output is kept: {failure.kept_output}"))
         elif inside:
             lines.append(_command_line(*commands[shown.index(failure)]))
+    denied = summary.rate.retries_denied_by_budget
+    if denied:
+        lines.append(
+            Text(
+                f"{plural(denied, 'variation')} not retried automatically: the retry budget "
+                f"({summary.rate.retry_budget} retries of server errors, timeouts and network "
+                "errors) was spent, as happens in an outage. Once the service is back, retry them.",
+                style="yellow",
+            )
+        )
     if inside:
         lines.append(Text())
         lines.extend(_command_line(*pair) for pair in commands[len(shown) :])
@@ -326,9 +340,10 @@ def failure_lines(summary: ev.Summary) -> list[str]:
             else f"{'retry' if error.transient else 'permanent, then'}: "
             f"imagelingo retry-failed {ref.generation_id}"
         )
+        denied = f" · not retried: {failure.not_retried}" if failure.not_retried else ""
         lines.append(
             f"FAILED {ref.image} v{ref.variation} {ref.language} {error.code}: "
-            f"{_one_line(error.message)} · {then}"
+            f"{_one_line(error.message)}{denied} · {then}"
         )
     return lines
 
@@ -367,8 +382,8 @@ def _command_line(words: str, command: str, *, indent: str = "  ") -> Text:
 
 
 def render_summary_line(summary: ev.Summary) -> str:
-    """`8 completed, 2 failed, 0 skipped in 14.2 s · 13 attempts · 8 credits`, plus how to
-    resume an interrupted run."""
+    """`8 completed, 2 failed, 0 skipped in 14.2 s · 13 attempts · 8 credits`, plus what the
+    rate limit did, retries the budget denied, and how to resume an interrupted run."""
     line = (
         f"{summary.completed} completed, {summary.failed} failed, {summary.skipped} skipped "
         f"in {summary.elapsed:.1f} s · {plural(summary.attempts, 'attempt')} · "
@@ -377,6 +392,21 @@ def render_summary_line(summary: ev.Summary) -> str:
     left_out = skipped_files(summary.files_skipped)
     if left_out:
         line += f"\nFound but not images: {left_out}"
+    rate = summary.rate
+    if rate.suggested_rpm is not None:
+        line += (
+            f"\nRate limited: the quota is {rate.quota_per_minute} requests/min, so the run "
+            f"paced itself to {rate.paced_per_minute:g}/min "
+            f"({plural(rate.throttled_attempts, 'request')} throttled). Start at that pace "
+            f"next time: --rpm {rate.suggested_rpm} (or imagelingo settings set rpm "
+            f"{rate.suggested_rpm})"
+        )
+    denied = rate.retries_denied_by_budget
+    if denied:
+        line += (
+            f"\n{plural(denied, 'failure')} not retried: retry budget of {rate.retry_budget} "
+            "spent in this run. Retry them later: imagelingo retry-failed"
+        )
     if summary.status == "interrupted" or summary.interrupted:
         unfinished = summary.interrupted or max(
             0, summary.total - summary.completed - summary.failed - summary.skipped

@@ -72,6 +72,7 @@ def retry_failed(
             {
                 "model": model,
                 "concurrency": concurrency,
+                "rpm": rpm,
                 **options.policy_flags(
                     max_retries=max_retries,
                     auto_retry=auto_retry,
@@ -116,7 +117,7 @@ def retry_failed(
                 concurrency=settings.concurrency,
                 connection=connection,
                 model=settings.model if model is not None else None,
-                rpm=rpm,
+                rpm=settings.rpm,
                 seed=store.count_runs(),  # a later retry meets new weather in the simulator
             )
             request.batch_options()

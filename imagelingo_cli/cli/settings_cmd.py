@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     pass
 
 app = typer.Typer(
-    help="Defaults for language, model, concurrency and auto-retry (a TOML file).",
+    help="Defaults for language, model, concurrency, auto-retry and rpm (a TOML file).",
     no_args_is_help=True,
 )
 

@@ -84,7 +84,8 @@ def seconds(ms: int | None) -> str:
 
 def attempt_line(attempt: dict[str, Any], *, followed: bool) -> str:
     """`Attempt 1/3 (auto) 2026-11-28 20:31:02 · 412 ms · Failed - Rate Limit (HTTP 429
-    RESOURCE_EXHAUSTED) (server asked 17 s) → waited 17.4 s`. `followed`: a next attempt exists."""
+    RESOURCE_EXHAUSTED) (server asked 17 s) → waited 17.4 s` (or `→ not retried: why`).
+    `followed`: a next attempt exists."""
     head = (
         f"Attempt {attempt['position']}/{attempt['round_max']} ({attempt['trigger']}) "
         f"{local(attempt['started_at'])}"
@@ -117,6 +118,8 @@ def attempt_line(attempt: dict[str, Any], *, followed: bool) -> str:
                 text += f" (planned {seconds(planned)})"
         elif planned is not None:
             text += f" → retry planned in {seconds(planned)}"
+        elif attempt.get("not_retried"):
+            text += f" → not retried: {attempt['not_retried']}"
         parts.append(text)
     elif outcome == "interrupted":
         parts.append("Interrupted")

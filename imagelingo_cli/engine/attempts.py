@@ -13,7 +13,7 @@ from imagelingo_cli.engine.jobs import ImageJob, Translator, VariationSpec
 from imagelingo_cli.engine.output_files import OutputFiles
 from imagelingo_cli.engine.run import Run
 from imagelingo_cli.engine.slots import ImageTicket
-from imagelingo_cli.errors import ErrorCode, TranslationError, output_error
+from imagelingo_cli.errors import TranslationError, output_error
 from imagelingo_cli.gemini import Translation
 from imagelingo_cli.images import PreparedImage
 from imagelingo_cli.pathtext import encode_path
@@ -62,7 +62,7 @@ class AttemptLoop:
                 permit = await self.gate.acquire()
             if permit is None or control.halted:
                 if permit is not None:
-                    self.gate.release(permit, throttled=False, retry_after=None)
+                    self.gate.release(permit)
                 self.not_sent(ref, attempt)
                 return
             attempt += 1
@@ -87,24 +87,20 @@ class AttemptLoop:
                     error = self.policy.escalate(exc)
             duration_ms = round((time.perf_counter() - began) * 1000)
             if scope.cancelled_caught or (translation is None and error is None):
-                self.gate.release(permit, throttled=False, retry_after=None)
+                self.gate.release(permit)
                 store.attempt_interrupted(attempt_id, duration_ms=duration_ms)
                 run.interrupted(ref, attempt)
                 return
-            throttled = error is not None and _is_throttle(error)
-            retry_after = error.retry_after_ms / 1000 if error and error.retry_after_ms else None
-            self.gate.release(permit, throttled=throttled, retry_after=retry_after)
             if translation is not None:
+                self.gate.succeeded(permit)
                 await self._succeeded(job, spec, ref, attempt, attempt_id, duration_ms, translation)
                 return
             assert error is not None
+            self.gate.failed(permit, error)
             if error.code.is_global and control.stop_sending(error):
                 run.emit(ev.SendingStopped(ev.ErrorInfo.of(error)))
-            retry = (
-                self.policy.retries(error, attempt)
-                and not control.halted
-                and self.gate.take_retry()
-            )
+            not_retried = self._retry_denial(error, attempt)
+            retry = self.policy.retries(error, attempt) and not_retried is None
             delay = self.policy.delay(error, attempt, self.rng) if retry else 0.0
             store.attempt_failed(
                 attempt_id,
@@ -112,6 +108,7 @@ class AttemptLoop:
                 error,
                 duration_ms=duration_ms,
                 retry_in_ms=round(delay * 1000) if retry else None,
+                not_retried=not_retried,
             )
             run.emit(
                 ev.AttemptFailed(
@@ -124,8 +121,22 @@ class AttemptLoop:
                 )
             )
             if not retry:
-                self._failed(ref, error, attempts=attempt)
+                self._failed(ref, error, attempts=attempt, not_retried=not_retried)
                 return
+
+    def _retry_denial(self, error: TranslationError, attempt: int) -> str | None:
+        """Why an attempt the policy would retry is not retried (None: it is, or the policy
+        does not retry it): the run stopped, or the retry budget is spent."""
+        control = self.run.control
+        if not self.policy.retries(error, attempt):
+            return None
+        if control.stop_requested:
+            return "the run was stopped"
+        if control.global_error is not None:
+            return f"the run stopped sending ({control.global_error.code.label})"
+        if not self.gate.allow_retry(error):
+            return self.gate.budget.denial()
+        return None
 
     async def _succeeded(
         self,
@@ -184,18 +195,19 @@ class AttemptLoop:
         self._failed(ref, unsent, attempts=attempt, sent=False)
 
     def _failed(
-        self, ref: ev.VariationRef, error: TranslationError, *, attempts: int, sent: bool = True
+        self,
+        ref: ev.VariationRef,
+        error: TranslationError,
+        *,
+        attempts: int,
+        sent: bool = True,
+        not_retried: str | None = None,
     ) -> None:
         """The variation's outcome in this run is a failure (recorded by the caller). One that
         was completed before (a forced redo) keeps its earlier output."""
         kept = self.run.store.generation(ref.generation_id).get("output_path")
         kept_path = str(kept) if kept else None
-        self.run.tally.failure(ref, error, attempts=attempts, kept=kept_path)
+        self.run.tally.failure(
+            ref, error, attempts=attempts, kept=kept_path, not_retried=not_retried
+        )
         self.run.emit(ev.VariationFailed(ref, attempts, ev.ErrorInfo.of(error), sent, kept_path))
-
-
-def _is_throttle(error: TranslationError) -> bool:
-    """Answers that mean "the project is sending too fast" and should slow the whole run."""
-    if error.code is ErrorCode.RATE_LIMIT:
-        return True
-    return error.code is ErrorCode.SERVER_ERROR and error.retry_after_ms is not None

@@ -108,9 +108,10 @@ class Batch:
                 total=total,
                 elapsed=time.perf_counter() - started,
                 files_skipped=dict(files_skipped or {}),
+                rate=self.gate.record(),
             )
             counts = {k: v for k, v in asdict(summary).items() if k not in ("failures", "run_id")}
-            store.finish_run(run_id, status, counts | {"rate": self.gate.record()})
+            store.finish_run(run_id, status, counts)
         self.emit(ev.BatchFinished(summary))
         return summary
 

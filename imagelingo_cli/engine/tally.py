@@ -20,10 +20,16 @@ class Tally:
     failures: list[ev.Failure] = field(default_factory=list)
 
     def failure(
-        self, ref: ev.VariationRef, error: TranslationError, *, attempts: int, kept: str | None
+        self,
+        ref: ev.VariationRef,
+        error: TranslationError,
+        *,
+        attempts: int,
+        kept: str | None,
+        not_retried: str | None = None,
     ) -> None:
         self.failed += 1
-        self.failures.append(ev.Failure(ref, ev.ErrorInfo.of(error), attempts, kept))
+        self.failures.append(ev.Failure(ref, ev.ErrorInfo.of(error), attempts, kept, not_retried))
 
     def status(self, *, stopped: bool) -> RunStatus:
         if stopped:
@@ -38,6 +44,7 @@ class Tally:
         total: int,
         elapsed: float,
         files_skipped: dict[str, int],
+        rate: ev.RateRecord,
     ) -> ev.Summary:
         return ev.Summary(
             run_id=run_id,
@@ -52,4 +59,5 @@ class Tally:
             elapsed=elapsed,
             failures=list(self.failures),
             files_skipped=files_skipped,
+            rate=rate,
         )

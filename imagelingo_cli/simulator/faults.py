@@ -44,11 +44,13 @@ __all__ = [
 
 JSON_TYPE = "application/json; charset=UTF-8"
 
-# name -> the parameters it takes (all numbers, in seconds)
+# name -> the parameters it takes (numbers: seconds, except rate_limit's `limit`, the
+# requests per minute its QuotaFailure names)
 FAULT_PARAMS: Mapping[str, frozenset[str]] = {
     "ok": frozenset(),
-    "rate_limit": frozenset({"retry_delay"}),
+    "rate_limit": frozenset({"retry_delay", "limit"}),
     "rate_limit_plain": frozenset(),
+    "resource_exhausted": frozenset({"retry_delay"}),
     "quota_daily": frozenset({"retry_delay"}),
     "quota_zero": frozenset({"retry_delay"}),
     "prepay_depleted": frozenset(),
@@ -102,7 +104,7 @@ IMAGE_ANSWERS: frozenset[str] = frozenset(
 )
 
 _DEFAULT_PARAMS: Mapping[str, Mapping[str, float]] = {
-    "rate_limit": {"retry_delay": 2.0},
+    "rate_limit": {"retry_delay": 2.0, "limit": 10},
     "quota_daily": {"retry_delay": 38.0},
     "quota_zero": {"retry_delay": 26.0},
     "stall": {"seconds": 30.0},
@@ -155,9 +157,7 @@ def parse_fault(spec: object, where: str = "fault") -> FaultSpec:
             allowed = ", ".join(sorted(FAULT_PARAMS[name])) or "none"
             raise ValueError(f"{where}: fault {name!r} takes no {key!r} (parameters: {allowed})")
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError(
-                f"{where}: {name}.{key} must be a number of seconds >= 0, got {value!r}"
-            )
+            raise ValueError(f"{where}: {name}.{key} must be a number >= 0, got {value!r}")
         params[key] = float(value)
     return FaultSpec(name, params)
 
@@ -310,14 +310,31 @@ def _quota_reply(
     return error_reply(429, "RESOURCE_EXHAUSTED", message, details)
 
 
-def rate_limit(ctx: Context, retry_delay: float) -> Reply:
-    """429 for the per-minute request quota, with QuotaFailure, Help and RetryInfo."""
+def rate_limit(ctx: Context, retry_delay: float, limit: int) -> Reply:
+    """429 for the per-minute request quota of `limit` requests, with QuotaFailure, Help and
+    RetryInfo (`retry_delay`: until the next request the quota lets through)."""
     return _quota_reply(
         ctx=ctx,
         metric="generativelanguage.googleapis.com/generate_requests_per_model",
         quota_id="GenerateRequestsPerMinutePerProjectPerModel",
-        limit=10,
+        limit=limit,
         retry_delay=retry_delay,
+    )
+
+
+def resource_exhausted(retry_delay: float | None) -> Reply:
+    """429 without quota details: shared capacity ran out for a moment, not a quota of ours.
+    RetryInfo only when `retry_delay` is given."""
+    details: list[dict[str, Any]] = []
+    if retry_delay is not None:
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": format_duration(retry_delay),
+            }
+        )
+    return error_reply(
+        429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).", details
     )
 
 
@@ -470,9 +487,11 @@ def fault_reply(spec: FaultSpec, ctx: Context) -> Reply:
     """The canned answer for a fault; those in IMAGE_ANSWERS are made by `image_reply`."""
     name = spec.name
     if name == "rate_limit":
-        return rate_limit(ctx, spec.param("retry_delay"))
+        return rate_limit(ctx, spec.param("retry_delay"), round(spec.param("limit")))
     if name == "rate_limit_plain":
         return Reply(429, b"Too Many Requests", "text/plain; charset=UTF-8")
+    if name == "resource_exhausted":
+        return resource_exhausted(spec.params.get("retry_delay"))
     if name == "quota_daily":
         return _quota_reply(
             ctx=ctx,

@@ -6,11 +6,15 @@ Profiles:
 * ``flaky``: the demo. Each request draws from ``random.Random(f"{seed}:{key}:{n}")`` where
   ``key`` is ``<image sha256>:<variation>`` and ``n`` how many requests that key already had,
   so the outcomes are reproducible whatever the order or concurrency. First attempts get
-  ~25 % ``rate_limit`` (retry in 1 s), 8 % ``deadline``, 6 % ``overloaded``, 5 % ``no_image``;
-  later attempts of the same key half as often.
+  ~25 % ``resource_exhausted`` (a 429 with no quota behind it, retry in 1 s), 8 %
+  ``deadline``, 6 % ``overloaded``, 5 % ``no_image``; later attempts of the same key half as
+  often.
 * ``rate-limited``: a token bucket of ``rpm`` requests per minute (default 60) with a burst of
   ``max(1, rpm/60)``, shared by all requests and charged on arrival; a request finding it
-  empty gets a 429 whose RetryInfo is the time until the next token (e.g. ``0.734s``).
+  empty gets Gemini's per-minute 429: a QuotaFailure naming the quota
+  (``GenerateRequestsPerMinutePerProjectPerModel``, ``quotaValue`` = ``rpm``), RetryInfo with
+  the time until the next token (e.g. ``0.734s``) and "Please retry in 0.734s." in the
+  message.
 * ``outage``: every request 503 ``overloaded``, about one in five 500 ``internal`` (seeded).
 
 Giving ``rpm`` with another profile adds the same bucket in front of it. Not thread-safe:
@@ -35,7 +39,7 @@ DEFAULT_RPM = 60
 
 # (fault, probability on a key's first request); later requests get half of each.
 _FLAKY: tuple[tuple[FaultSpec, float], ...] = (
-    (FaultSpec("rate_limit", {"retry_delay": 1.0}), 0.25),
+    (FaultSpec("resource_exhausted", {"retry_delay": 1.0}), 0.25),
     (FaultSpec("deadline"), 0.08),
     (FaultSpec("overloaded"), 0.06),
     (FaultSpec("no_image"), 0.05),
@@ -126,7 +130,8 @@ class Decider:
         if self.bucket is not None and paced:
             wait = self.bucket.take()
             if wait is not None:
-                return Decision(FaultSpec("rate_limit", {"retry_delay": wait}), "rpm")
+                quota = {"retry_delay": wait, "limit": self.bucket.rate * 60}
+                return Decision(FaultSpec("rate_limit", quota), "rpm")
         return Decision(self._profile_fault(request.key, n), self.profile)
 
     def _profile_fault(self, key: str, n: int) -> FaultSpec:
@@ -148,7 +153,7 @@ def describe(decider: Decider, latency: float = 0.0) -> str:
     """One line for humans: what this simulator will answer."""
     if decider.profile == "flaky":
         what = (
-            f"flaky (seed {decider.seed}): first tries ~25% 429 rate limit (retry in 1s), "
+            f"flaky (seed {decider.seed}): first tries ~25% 429 resource exhausted (retry in 1s), "
             "8% 504 deadline, 6% 503 overloaded, 5% no image; retries half as often"
         )
     elif decider.profile == "outage":
@@ -160,7 +165,9 @@ def describe(decider: Decider, latency: float = 0.0) -> str:
     extras: list[str] = []
     if decider.rpm is not None:
         burst = max(1.0, decider.rpm / 60)
-        extras.append(f"{decider.rpm} requests/minute (burst {burst:g}), 429 beyond that")
+        extras.append(
+            f"{decider.rpm} requests/minute (burst {burst:g}), Gemini's per-minute 429 beyond that"
+        )
     if latency:
         extras.append(f"latency {format_duration(latency)}")
     if decider.scenario is not None:

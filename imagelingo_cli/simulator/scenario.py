@@ -33,7 +33,9 @@ scenario's ``default``, itself defaulting to ``"ok"``). ``responses`` may be omi
 ``then`` is answered). A rule may carry a free-text ``description``.
 
 Each answer is a fault name or ``{"fault": name, **params}``. Names: ``ok``, ``rate_limit``
-(``retry_delay``, default 2 s), ``rate_limit_plain``, ``quota_daily`` (``retry_delay``,
+(Gemini's per-minute 429: ``retry_delay``, default 2 s; ``limit``, the requests per minute
+its QuotaFailure names, default 10), ``rate_limit_plain``, ``resource_exhausted`` (a 429
+with no quota details; RetryInfo if ``retry_delay`` is given), ``quota_daily`` (``retry_delay``,
 default 38), ``quota_zero``, ``prepay_depleted``, ``overloaded``, ``internal``, ``deadline``,
 ``bad_gateway_html``, ``empty_503``, ``bad_key``, ``permission_denied``, ``model_not_found``,
 ``location``, ``invalid_argument``, ``teapot``, ``no_image``, ``text_only``, ``image_other``,

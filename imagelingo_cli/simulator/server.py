@@ -166,7 +166,8 @@ class Simulator:
     ``with Simulator("flaky", seed=1) as sim: client = genai.Client(..., base_url=sim.base_url)``
 
     `profile` is one of `PROFILES`; `seed` drives flaky/outage; `latency` (seconds) is slept
-    before every answer; `rpm` enables the token bucket (default 60 for ``rate-limited``);
+    before every answer; `rpm` enables the token bucket (default 60 for ``rate-limited``),
+    which runs on `clock` (a test may share its virtual clock with the client);
     `scenario` is a JSON file path or dict (format: `imagelingo_cli.simulator.scenario`);
     `api_key`, when given, is the only key accepted (400 API_KEY_INVALID otherwise), else any
     non-empty key is; a missing key is always 403. Batch jobs spend `batch_pending` seconds

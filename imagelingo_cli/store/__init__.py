@@ -428,16 +428,18 @@ class Store:
         *,
         duration_ms: int,
         retry_in_ms: int | None,
+        not_retried: str | None = None,
     ) -> None:
         """Record a failed attempt; `retry_in_ms` is the wait planned before the next one
-        (None: it was the last). A variation completed before keeps its output and status;
-        the failure stays on the attempt."""
+        (None: it was the last), `not_retried` why a retry the policy allows was not made. A
+        variation completed before keeps its output and status; the failure stays on the
+        attempt."""
         stamp = now_iso()
         with self.transaction():
             self.db.execute(
                 "UPDATE attempts SET outcome = ?, finished_at = ?, duration_ms = ?,"
                 " error_code = ?, error_message = ?, http_status = ?, api_status = ?,"
-                " retry_after_ms = ?, wait_before_next_ms = ? WHERE id = ?",
+                " retry_after_ms = ?, wait_before_next_ms = ?, not_retried = ? WHERE id = ?",
                 [
                     AttemptOutcome.FAILED,
                     stamp,
@@ -448,6 +450,7 @@ class Store:
                     error.api_status,
                     error.retry_after_ms,
                     retry_in_ms,
+                    not_retried,
                     attempt_id,
                 ],
             )

@@ -139,6 +139,13 @@ def m004_run_leases(db: Database) -> None:
     )
 
 
+@migrations()
+def m005_rate_not_retried(db: Database) -> None:
+    # Why a failed attempt the policy would retry was not retried ("retry budget of 18 spent
+    # in this run"), so that no skipped retry is silent.
+    db.execute("ALTER TABLE attempts ADD COLUMN not_retried TEXT")
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Apply the pending migrations (the caller holds the write lock)."""
     migrations.apply(Database(conn))
