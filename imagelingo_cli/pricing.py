@@ -14,7 +14,9 @@ not priced here. A model missing from the table has no estimate: prices are neve
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 BATCH_FACTOR = 0.5  # the Batch API bills 50 % of the interactive price
 PRICES_AS_OF = "2026-09-20"
@@ -56,6 +58,27 @@ class Estimate:
     @property
     def total_usd(self) -> float:
         return self.images_usd + self.input_usd
+
+
+def spend(usage: Iterable[Mapping[str, Any]]) -> tuple[float, list[str]]:
+    """What `queries.usage_by_model` rows cost at list price, sent to Gemini (simulated work
+    costs nothing), and the models whose price is not known."""
+    total = 0.0
+    unknown: list[str] = []
+    for row in usage:
+        if row["backend"] != "gemini" or not row["answers"]:
+            continue
+        cost = estimate(
+            str(row["model"]),
+            int(row["images"]),
+            input_tokens=int(row["prompt_tokens"]),
+            batch=bool(row.get("batch")),
+        )
+        if cost is None:
+            unknown.append(str(row["model"]))
+        else:
+            total += cost.total_usd
+    return total, sorted(set(unknown))
 
 
 def price_of(model: str) -> Price | None:

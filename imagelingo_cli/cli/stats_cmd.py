@@ -84,6 +84,7 @@ def stats(
     """
     from imagelingo_cli.cli.records import write_records
     from imagelingo_cli.cli.wording import resolve_run
+    from imagelingo_cli.pricing import spend
     from imagelingo_cli.store import queries
 
     try:
@@ -92,7 +93,11 @@ def stats(
         fail_setup(str(exc))
     store = read_db(db)
     try:
-        report = queries.stats(store, run_id=resolve_run(store, run), since=since_stamp)
+        run_id = resolve_run(store, run)
+        report = queries.stats(store, run_id=run_id, since=since_stamp)
+        usd, unpriced = spend(queries.usage_by_model(store, run_id=run_id, since=since_stamp))
+        report["estimated_spend_usd"] = round(usd, 4)
+        report["unpriced_models"] = unpriced
     finally:
         store.close()
     chosen = output_format(output, json_output)
@@ -136,6 +141,13 @@ def _summary(report: dict[str, Any]) -> list[str]:
         f"Cost: {report['attempts_per_success'] or '—'} attempts per success"
         f" · {report['retry_calls']} extra calls on retries"
         f" · {report['credits_charged']} credits charged · {report['total_tokens']:,} tokens",
+        f"Spend: about ${report['estimated_spend_usd']:,.2f} at list price (requests to Gemini;"
+        " the simulator costs nothing)"
+        + (
+            f"; no price known for {', '.join(report['unpriced_models'])}"
+            if report["unpriced_models"]
+            else ""
+        ),
     ]
     return lines
 

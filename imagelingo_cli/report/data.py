@@ -286,7 +286,10 @@ def _spend(row: dict[str, Any]) -> Spend:
         thoughts_tokens=int(row["thoughts_tokens"]),
         total_tokens=int(row["total_tokens"]),
         estimate=pricing.estimate(
-            str(row["model"]), int(row["images"]), input_tokens=int(row["prompt_tokens"])
+            str(row["model"]),
+            int(row["images"]),
+            input_tokens=int(row["prompt_tokens"]),
+            batch=bool(row["batch"]),
         ),
     )
 

@@ -534,12 +534,13 @@ def retries_by_code(
 def usage_by_model(
     store: Store, *, run_id: str | None = None, since: str | None = None
 ) -> list[dict[str, Any]]:
-    """Per model and backend, the scope's answers and tokens: `images` (successful answers,
-    one image each), `answers` (every attempt that got a billed answer), and token sums."""
+    """Per model asked, backend and price (`batch`: sent through the Batch API, at half
+    price), the scope's answers and tokens: `images` (successful answers, one image each),
+    `answers` (every attempt that got a billed answer), and token sums."""
     return _dicts(
         store,
         f"""
-        SELECT g.model, g.backend,
+        SELECT COALESCE(a.model, g.model) AS model, g.backend, a.trigger = 'batch' AS batch,
                COUNT(*) FILTER (WHERE a.outcome = 'succeeded') AS images,
                COUNT(*) FILTER (WHERE a.total_tokens IS NOT NULL) AS answers,
                COALESCE(SUM(a.prompt_tokens), 0) AS prompt_tokens,
@@ -548,7 +549,7 @@ def usage_by_model(
                COALESCE(SUM(a.total_tokens), 0) AS total_tokens
         FROM attempts a JOIN generations g ON g.id = a.generation_id
         WHERE {_ATTEMPT_IN_SCOPE}
-        GROUP BY g.model, g.backend ORDER BY g.model, g.backend
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         """,
         {"run": run_id, "since": since},
     )
