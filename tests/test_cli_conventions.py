@@ -159,7 +159,7 @@ def test_a_folder_without_images_says_so_and_records_no_run(cli: Cli, tmp_path: 
     (empty / ".hidden").mkdir()
     result = cli("process", str(empty), env=KEY_ENV)
     assert result.output.strip() == (
-        f"No images found under {empty} (2 files skipped (1 hidden, 1 not an image))."
+        f"No images found under {empty} (skipped: 1 hidden, 1 not an image)."
     )
     line = json_lines(cli("process", str(empty), "--json", env=KEY_ENV).output)
     assert line[0]["event"] == "nothing_to_do"

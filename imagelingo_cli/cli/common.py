@@ -46,13 +46,11 @@ def plural(count: int, word: str, words: str | None = None) -> str:
 
 
 def skipped_files(counts: dict[str, int]) -> str:
-    """`3 files skipped (2 not images, 1 hidden)`, or "" when none was."""
-    total = sum(counts.values())
-    if not total:
-        return ""
-    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    parts = ", ".join(f"{n} {reason}" for reason, n in ordered)
-    return f"{plural(total, 'file')} skipped ({parts})"
+    """What a search passed over: `2 not an image, 1 hidden`, or "" when nothing."""
+    ordered = sorted(
+        ((n, reason) for reason, n in counts.items() if n), key=lambda x: (-x[0], x[1])
+    )
+    return ", ".join(f"{n} {reason}" for n, reason in ordered)
 
 
 def nothing_to_do(words: str, json_output: bool, **fields: object) -> None:

@@ -22,6 +22,8 @@ from imagelingo_cli.runner import Planned
 
 def cost_words(estimates: Sequence[Estimate | None], models: Sequence[str]) -> str:
     """`about $0.47 at list price` or why there is no estimate."""
+    if not models:
+        return "no cost: the simulator answers"
     known = [e for e in estimates if e is not None]
     unknown = sorted({m for m, e in zip(models, estimates, strict=True) if e is None})
     words = f"about ${sum(e.total_usd for e in known):,.2f} at list price" if known else ""
@@ -35,11 +37,12 @@ def estimates_by_model(counts: Counter[str]) -> tuple[list[Estimate | None], lis
     return [estimate(model, counts[model]) for model in models], models
 
 
-def show_process_plan(planned: Sequence[Planned], *, json_output: bool) -> None:
+def show_process_plan(planned: Sequence[Planned], *, simulated: bool, json_output: bool) -> None:
     sending = [p for p in planned if p.skip is None and p.problem is None]
     skipping = [p for p in planned if p.skip is not None]
     refused = [p for p in planned if p.problem is not None]
-    estimates, models = estimates_by_model(Counter(p.model for p in sending))
+    paid = Counter() if simulated else Counter(p.model for p in sending)
+    estimates, models = estimates_by_model(paid)
     if json_output:
         _print_json(
             "process",
@@ -75,7 +78,8 @@ def show_retry_plan(
     json_output: bool,
 ) -> None:
     models = [model or str(row["model"]) for row in rows]
-    estimates, names = estimates_by_model(Counter(models))
+    paid = Counter(m for m, row in zip(models, rows, strict=True) if row["backend"] == "gemini")
+    estimates, names = estimates_by_model(paid)
     if json_output:
         _print_json(
             "retry-failed",

@@ -162,7 +162,11 @@ def _run(
             _no_images(list(request.paths), plan.files_skipped, json_output)
             return
         if dry_run:
-            show_process_plan(preview_process(request, plan, store), json_output=json_output)
+            show_process_plan(
+                preview_process(request, plan, store),
+                simulated=request.connection.simulate is not None,
+                json_output=json_output,
+            )
             return
         if not yes and request.connection.simulate is None:
             confirm_large_run(plan.variations, request.model, confirm_above)
@@ -195,7 +199,7 @@ def _no_images(paths: list[Path], files_skipped: dict[str, int], json_output: bo
     where = ", ".join(str(p) for p in paths)
     left_out = skipped_files(files_skipped)
     nothing_to_do(
-        f"No images found under {where}" + (f" ({left_out})." if left_out else "."),
+        f"No images found under {where}" + (f" (skipped: {left_out})." if left_out else "."),
         json_output,
         files_skipped=files_skipped,
     )

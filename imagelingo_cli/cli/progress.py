@@ -33,7 +33,7 @@ STATUS_STYLE = {
 STATUS_WORD = {"completed": "done"}  # the Status column's word, where it differs
 COUNT_WORD = {"completed": "done"}
 RETRY_HINT = "transient: imagelingo retry-failed"
-IMAGE_MIN = 18
+IMAGE_MIN = 24
 IMAGE_FLOOR = 8
 ETA_SMOOTHING = 0.2  # each event moves the shown end time a fifth of the way to the new one
 

@@ -391,7 +391,7 @@ def render_summary_line(summary: ev.Summary) -> str:
     )
     left_out = skipped_files(summary.files_skipped)
     if left_out:
-        line += f"\nFound but not images: {left_out}"
+        line += f"\nSkipped while searching: {left_out}"
     rate = summary.rate
     if rate.suggested_rpm is not None:
         line += (
