@@ -47,7 +47,7 @@ def imagelingo(images: list[Path], base_url: str, concurrency: int, work: Path) 
     request = ProcessRequest(
         paths=images,
         variations=1,
-        language=resolve_language("es"),
+        languages=(resolve_language("es"),),
         model=MODEL,
         out_dir=work / "out",
         policy=RetryPolicy(),
@@ -55,7 +55,7 @@ def imagelingo(images: list[Path], base_url: str, concurrency: int, work: Path) 
         connection=Connection(api_key="bench", base_url=base_url),
     )
     store = open_store(work / "bench.db")
-    jobs = plan_process(request)
+    jobs = plan_process(request, store)
 
     async def main() -> None:
         await run_process(request, jobs, store, clock=MonotonicClock(), emit=lambda event: None)

@@ -1,7 +1,12 @@
-"""Target languages: BCP-47 tags or common names, resolved to one canonical tag."""
+"""Target languages: BCP-47 tags or common names, resolved to one canonical tag.
+
+resolve_language("pt-br") -> Language("pt-BR", "Portuguese (Brazil)")
+resolve_languages(["es,fr", "Portuguese"]) -> (es, fr, pt), each once, in order
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -41,3 +46,16 @@ def resolve_language(text: str) -> Language:
             raise unknown from None
     tag = language.simplify_script().to_tag()
     return Language(tag=tag, name=language.display_name())
+
+
+def resolve_languages(texts: Iterable[str]) -> tuple[Language, ...]:
+    """Several languages, comma-separated and/or given apart, each resolved, each once, in
+    the order given. ValueError names the first one not understood."""
+    found: dict[str, Language] = {}
+    for text in texts:
+        for part in text.split(","):
+            language = resolve_language(part)  # an empty entry too is refused: a typo
+            found.setdefault(language.tag, language)
+    if not found:
+        raise ValueError("no target language given; use a code like 'es' or a list like 'es,fr'")
+    return tuple(found.values())

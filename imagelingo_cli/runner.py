@@ -68,8 +68,8 @@ class Connection:
 @dataclass(frozen=True)
 class ProcessRequest:
     paths: Sequence[Path]
-    variations: int
-    language: Language
+    variations: int  # per image and language
+    languages: tuple[Language, ...]
     model: str
     out_dir: Path
     policy: RetryPolicy
@@ -79,6 +79,8 @@ class ProcessRequest:
     rpm: float | None = None
 
     def __post_init__(self) -> None:
+        if not self.languages:
+            raise SetupError("no target language")
         if not 1 <= self.variations <= MAX_VARIATIONS:
             raise SetupError(
                 f"variations must be between 1 and {MAX_VARIATIONS} (got {self.variations})"
@@ -98,6 +100,7 @@ class ProcessRequest:
             run_options={
                 "paths": [str(p) for p in self.paths],
                 "variations": self.variations,
+                "languages": [language.tag for language in self.languages],
                 "out": str(self.out_dir),
                 "concurrency": self.concurrency,
                 **_policy_options(self.policy),
@@ -123,8 +126,10 @@ def plan_process(request: ProcessRequest, store: Store) -> ProcessPlan:
     """Check the output folder and find the images (no content is read here). Folders
     imagelingo has written outputs to are never searched: its outputs are not inputs."""
     out_dir = _usable_out_dir(request.out_dir, request.paths)
+    # One image's variations, language by language: its rows read together in the table.
     specs = tuple(
-        VariationSpec(n, request.language, request.model, request.connection.backend, out_dir)
+        VariationSpec(n, language, request.model, request.connection.backend, out_dir)
+        for language in request.languages
         for n in range(1, request.variations + 1)
     )
     exclude = [out_dir, *(Path(folder) for folder in store.output_folders())]
@@ -270,7 +275,7 @@ async def run_process(
         )
         return await batch.run(
             plan.jobs,
-            language=request.language.tag,
+            language=",".join(language.tag for language in request.languages),
             model=request.model,
             files_skipped=plan.files_skipped,
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imagelingo_cli.errors import DEFAULT_AUTO_RETRY, ErrorCode, SetupError
-from imagelingo_cli.languages import resolve_language
+from imagelingo_cli.languages import resolve_languages
 from imagelingo_cli.limits import MAX_CONCURRENCY, MAX_RETRIES
 
 DEFAULT_MODEL = "gemini-2.5-flash-image"  # GA image model; see the README for why
@@ -30,8 +30,8 @@ def settings_path() -> Path:
     return Path(platformdirs.user_config_dir("imagelingo")) / "settings.toml"
 
 
-def _language(value: str) -> str:
-    return resolve_language(value).tag
+def _languages(value: str) -> tuple[str, ...]:
+    return tuple(language.tag for language in resolve_languages([value]))
 
 
 def _model(value: str) -> str:
@@ -110,7 +110,7 @@ class _Key:
 
 
 KEYS: Mapping[str, _Key] = {
-    "language": _Key(_language, "en", "default target language", "--to"),
+    "language": _Key(_languages, ("en",), "target languages (comma-separated)", "--to"),
     "model": _Key(_model, DEFAULT_MODEL, "Gemini image model", "--model"),
     "concurrency": _Key(
         _whole(1, MAX_CONCURRENCY), 4, "requests in flight at most", "--concurrency"
@@ -141,7 +141,7 @@ KEYS: Mapping[str, _Key] = {
 
 @dataclass(frozen=True)
 class Settings:
-    language: str
+    language: tuple[str, ...]  # the target languages
     model: str
     concurrency: int
     auto_retry: bool

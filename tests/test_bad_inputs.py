@@ -416,7 +416,7 @@ def library_run(cli: Cli, sim: Simulator, folder: Path, between: Callable[[], No
     request = ProcessRequest(
         paths=[folder],
         variations=1,
-        language=resolve_language("es"),
+        languages=(resolve_language("es"),),
         model="gemini-2.5-flash-image",
         out_dir=cli.tmp_path / "out",
         policy=RetryPolicy(),

@@ -288,6 +288,7 @@ def test_render_table_snapshot_at_width_100() -> None:
         "cafe-menu.jpg        v2   es    done      Attempt 1/3: Succeeded",
         "menus/breakfast.png  v1   fr    waiting   Waiting",
         "1 done · 0 failed · 1 retrying · 0 sending · 1 waiting │ elapsed 0:12 · ETA 0:06",
+        "es 1/2 · fr 0/1",
     ]
 
 

@@ -44,7 +44,7 @@ def test_cooldown_holds_every_new_attempt_until_the_server_delay(tmp_path: Path)
         request = ProcessRequest(
             paths=[folder],
             variations=1,
-            language=resolve_language("es"),
+            languages=(resolve_language("es"),),
             model="gemini-2.5-flash-image",
             out_dir=tmp_path / "out",
             policy=RetryPolicy(),

@@ -371,4 +371,4 @@ def test_settings_are_written_whole_under_a_new_name(cli: Cli, tmp_path: Path) -
         "source": "default",
         "environment_variable": "IMAGELINGO_CONCURRENCY",
     }
-    assert shown["language"]["value"] == "es"
+    assert shown["language"]["value"] == ["es"]

@@ -26,7 +26,7 @@ def test_defaults_when_nothing_is_set(cli: Cli) -> None:
     data = shown(cli)
     assert data["path"] == str(settings_path())
     assert {k: (v["value"], v["source"]) for k, v in data["settings"].items()} == {
-        "language": ("en", "default"),
+        "language": (["en"], "default"),
         "model": (DEFAULT_MODEL, "default"),
         "concurrency": (4, "default"),
         "auto_retry": (True, "default"),
@@ -46,14 +46,14 @@ def test_flag_beats_environment_beats_file_beats_default(cli: Cli) -> None:
     assert cli("settings", "set", "concurrency", "8").exit_code == 0
     env = {"IMAGELINGO_CONCURRENCY": "16", "IMAGELINGO_MODEL": "gemini-3-pro-image-preview"}
     got = resolve({"concurrency": 2}, environ=env)
-    assert (got.language, got.sources["language"]) == ("es", "settings file")
+    assert (got.language, got.sources["language"]) == (("es",), "settings file")
     assert (got.concurrency, got.sources["concurrency"]) == (2, "flag")
     assert (got.model, got.sources["model"]) == ("gemini-3-pro-image-preview", "environment")
     assert resolve(environ=env).concurrency == 16
     assert (resolve(environ={}).concurrency, resolve(environ={}).auto_retry) == (8, True)
     data = shown(cli, env=env)["settings"]
     assert (data["concurrency"]["value"], data["concurrency"]["source"]) == (16, "environment")
-    assert (data["language"]["value"], data["language"]["source"]) == ("es", "settings file")
+    assert (data["language"]["value"], data["language"]["source"]) == (["es"], "settings file")
 
 
 def test_set_writes_a_private_toml_file(cli: Cli) -> None:

@@ -30,6 +30,7 @@ def history(
         help="Only variations whose last error is this code (repeatable).",
     ),
     since: str | None = typer.Option(None, "--since", metavar="WHEN", help=SINCE_HELP),
+    to: list[str] | None = options.LANGUAGES,
     limit: int = typer.Option(50, "--limit", metavar="N", help="Newest N variations (0: all)."),
     db: Path | None = options.DB,
     output: str = typer.Option(
@@ -46,10 +47,11 @@ def history(
     Examples:
       imagelingo history --errors
       imagelingo history --run 01m8q0 --code RATE_LIMIT
+      imagelingo history --errors --to fr
       imagelingo history --since 2h --format tsv | cut -f1,3,9
     """
     from imagelingo_cli.cli.records import VARIATION_FIELDS, variation_record, write_records
-    from imagelingo_cli.cli.wording import parse_codes, resolve_run
+    from imagelingo_cli.cli.wording import parse_codes, parse_languages, resolve_run
     from imagelingo_cli.store import queries
 
     chosen = output_format(output, json_output)
@@ -60,6 +62,7 @@ def history(
     except ValueError as exc:
         fail_setup(str(exc))
     codes = parse_codes(code)
+    languages = parse_languages(to)
     store = read_db(db)
     try:
         filters = queries.HistoryFilter(
@@ -67,6 +70,7 @@ def history(
             run_id=resolve_run(store, run),
             codes=codes,
             since=since_stamp,
+            languages=languages,
             limit=limit or None,
         )
         rows = queries.history(store, filters)
@@ -78,7 +82,7 @@ def history(
         return
     console = stdout_console()
     if not rows:
-        filtered = run or codes or since
+        filtered = run or codes or since or languages
         if errors:
             console.print("No failed variations" + (" match." if filtered else "."))
         else:

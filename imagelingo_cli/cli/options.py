@@ -58,6 +58,12 @@ DB = typer.Option(
     help="Database file (default: IMAGELINGO_DB, else the user data folder).",
 )
 CODES = typer.Option(None, "--code", metavar="CODE", help="Only this error code (repeatable).")
+LANGUAGES = typer.Option(
+    None,
+    "--to",
+    metavar="LANG",
+    help="Only these target languages (comma-separated or repeated).",
+)
 RUN = typer.Option(None, "--run", metavar="RUN", help="Only this run (id or unique prefix).")
 
 # Option (parameter name) -> the setting that gives its default.

@@ -29,8 +29,11 @@ def process(
     variations: int = typer.Option(
         1, "--variations", "-n", metavar="N", help="Variations per image."
     ),
-    to: str | None = typer.Option(
-        None, "--to", metavar="LANG", help="Target language: a code (es, pt-BR) or a name."
+    to: list[str] | None = typer.Option(
+        None,
+        "--to",
+        metavar="LANG",
+        help="Target languages: codes (es, pt-BR) or names, comma-separated or repeated.",
     ),
     model: str | None = options.MODEL,
     concurrency: int | None = options.CONCURRENCY,
@@ -73,6 +76,7 @@ def process(
     \b
     Examples:
       imagelingo process ./photos --to es -n 2
+      imagelingo process ./photos --to es,fr,pt-BR          # three languages, one run
       imagelingo process sample_images --simulate flaky    # no API key needed
       imagelingo process ./photos --to fr --dry-run        # what it would send and cost
       imagelingo process ./photos --to fr --json > events.jsonl
@@ -81,7 +85,7 @@ def process(
     """
     with starting(json_output):  # the imports below take a moment: say so at once
         from imagelingo_cli.gemini import api_key_from_env
-        from imagelingo_cli.languages import resolve_language
+        from imagelingo_cli.languages import resolve_languages
         from imagelingo_cli.runner import Connection, ProcessRequest, plan_process
         from imagelingo_cli.settings import resolve
 
@@ -90,7 +94,7 @@ def process(
         try:
             settings = resolve(
                 {
-                    "language": to,
+                    "language": ",".join(to) if to else None,
                     "model": model,
                     "concurrency": concurrency,
                     "out": str(out) if out is not None else None,
@@ -107,7 +111,7 @@ def process(
             request = ProcessRequest(
                 paths=paths,
                 variations=variations,
-                language=resolve_language(settings.language),
+                languages=resolve_languages(settings.language),
                 model=settings.model,
                 out_dir=Path(settings.out),
                 policy=options.policy_from(settings),

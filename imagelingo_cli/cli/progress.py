@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -402,9 +403,10 @@ class Footer:
     """`12 done · 2 failed · … │ elapsed 0:42 · ETA 1:10 · concurrency 4 · cooling down 5s`,
     on two lines (split at the bar) when the console is narrower than that."""
 
-    def __init__(self, counts: Text, timing: Text) -> None:
+    def __init__(self, counts: Text, timing: Text, languages: Text | None = None) -> None:
         self.counts = counts
         self.timing = timing
+        self.languages = languages
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         line = Text.assemble(self.counts, " │ ", self.timing)
@@ -413,6 +415,27 @@ class Footer:
         else:
             yield self.counts
             yield self.timing
+        if self.languages is not None:
+            yield self.languages
+
+
+def language_counts(state: ProgressState) -> Text | None:
+    """With several languages, how far each is: `es 4/6 · fr 6/6 (1 failed)`; else None."""
+    by_language: dict[str, Counter[str]] = {}
+    for row in state.rows.values():
+        by_language.setdefault(row.ref.language, Counter())[row.status] += 1
+    if len(by_language) < 2:
+        return None
+    total = max(1, state.total // len(by_language))
+    text = Text()
+    for index, (language, seen) in enumerate(by_language.items()):
+        if index:
+            text.append(" · ")
+        done = seen["completed"] + seen["skipped"]
+        text.append(f"{language} {done}/{max(total, sum(seen.values()))}")
+        if seen["failed"]:
+            text.append(f" ({seen['failed']} failed)", style=STATUS_STYLE["failed"])
+    return text
 
 
 def render_footer(state: ProgressState, now: float) -> Footer:
@@ -445,7 +468,7 @@ def render_footer(state: ProgressState, now: float) -> Footer:
         timing.append(f" · {stop_text(state.stopping)}", style="bold yellow")
     elif state.stopping is not None:
         timing.append(f" · stopped ({state.stopping.signal})", style="yellow")
-    return Footer(text, timing)
+    return Footer(text, timing, language_counts(state))
 
 
 @dataclass(frozen=True)

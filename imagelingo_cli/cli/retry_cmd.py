@@ -23,6 +23,7 @@ def retry_failed(
         None, "--run", metavar="RUN", help="Only variations that failed in this run."
     ),
     code: list[str] | None = options.CODES,
+    to: list[str] | None = options.LANGUAGES,
     transient_only: bool = typer.Option(
         False, "--transient-only", help="Only failures that may pass on a retry."
     ),
@@ -56,17 +57,24 @@ def retry_failed(
       imagelingo retry-failed                      # every failed variation
       imagelingo retry-failed 01m8q0v2 01m8q0w7    # these two
       imagelingo retry-failed --code RATE_LIMIT --dry-run
+      imagelingo retry-failed --to fr                # only the French ones
       imagelingo retry-failed --transient-only --model gemini-3-pro-image-preview
     """
     from imagelingo_cli.cli.batch import clock_from, report_outcome, reporter_for, run_batch
     from imagelingo_cli.cli.preview import show_retry_plan
-    from imagelingo_cli.cli.wording import parse_codes, resolve_generation, resolve_run
+    from imagelingo_cli.cli.wording import (
+        parse_codes,
+        parse_languages,
+        resolve_generation,
+        resolve_run,
+    )
     from imagelingo_cli.gemini import api_key_from_env
     from imagelingo_cli.runner import Connection, RetryRequest, plan_retry, run_retry
     from imagelingo_cli.settings import resolve
     from imagelingo_cli.store import queries
 
     codes = parse_codes(code)
+    languages = parse_languages(to)
     try:
         settings = resolve(
             {
@@ -96,7 +104,11 @@ def retry_failed(
         store.recover_dead_runs()
         ids = [resolve_generation(store, given) for given in dict.fromkeys(generation_ids or [])]
         rows = store.select_for_retry(
-            ids=ids, run_id=resolve_run(store, run), codes=codes, transient_only=transient_only
+            ids=ids,
+            run_id=resolve_run(store, run),
+            codes=codes,
+            languages=languages,
+            transient_only=transient_only,
         )
         _say_skipped(store, ids, rows)
         if ids and not rows:

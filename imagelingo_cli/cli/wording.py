@@ -140,6 +140,19 @@ def parse_codes(codes: list[str] | None) -> tuple[str, ...]:
     return wanted
 
 
+def parse_languages(values: list[str] | None) -> tuple[str, ...]:
+    """--to values (comma-separated or repeated) as canonical tags; exit 2 for one not
+    understood."""
+    if not values:
+        return ()
+    from imagelingo_cli.languages import resolve_languages
+
+    try:
+        return tuple(language.tag for language in resolve_languages(values))
+    except ValueError as exc:
+        fail_setup(f"--to: {exc}")
+
+
 def resolve_generation(store: Store, prefix: str) -> str:
     """The one variation whose id starts with `prefix`; otherwise exit 2 naming candidates."""
     found = queries.find_generations(store, prefix) if prefix.strip() else []

@@ -316,11 +316,12 @@ class Store:
         ids: Sequence[str] = (),
         run_id: str | None = None,
         codes: Sequence[str] = (),
+        languages: Sequence[str] = (),
         transient_only: bool = False,
     ) -> list[dict[str, Any]]:
         """Failed or interrupted, not abandoned variations, oldest first: those with these
         exact `ids`, and/or that `run_id` worked on, and/or whose last error has one of the
-        `codes`."""
+        `codes`, and/or in one of the `languages`."""
         where = ["g.status IN ('failed', 'interrupted')"]
         params: list[Any] = []
         if ids:
@@ -334,6 +335,9 @@ class Store:
         if codes:
             where.append(f"g.error_code IN ({', '.join('?' * len(codes))})")
             params += list(codes)
+        if languages:
+            where.append(f"g.target_language IN ({', '.join('?' * len(languages))})")
+            params += list(languages)
         if transient_only:
             where.append("g.is_retryable = 1")
         return self._rows(

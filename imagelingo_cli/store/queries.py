@@ -110,6 +110,7 @@ class HistoryFilter:
     run_id: str | None = None  # variations this run worked on (an attempt, or it holds them now)
     codes: tuple[str, ...] = ()  # current error_code among these
     since: str | None = None  # updated_at >= this UTC ISO stamp
+    languages: tuple[str, ...] = ()  # target_language among these tags
     limit: int | None = 50  # None: all
 
     def where(self) -> tuple[str, list[Any]]:
@@ -128,6 +129,9 @@ class HistoryFilter:
         if self.since is not None:
             clauses.append("g.updated_at >= ?")
             params.append(self.since)
+        if self.languages:
+            clauses.append(f"g.target_language IN ({', '.join('?' * len(self.languages))})")
+            params += list(self.languages)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
