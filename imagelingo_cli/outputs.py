@@ -95,7 +95,7 @@ def output_path(
     return target
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write `data` to `path` so a reader sees the old file or the whole new one, never a part.
 
     The temp file `.{name}.{random}.tmp` lives in the same folder (same file system, so
@@ -107,7 +107,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_HEX // 2)}{TEMP_SUFFIX}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(temp, flags, 0o644)  # the umask applies, as for any new file
+    fd = os.open(temp, flags, mode)  # the umask applies, as for any new file
     try:
         with open(fd, "wb", closefd=True) as handle:
             handle.write(data)

@@ -6,7 +6,6 @@ its path); `IMAGELINGO_CONFIG` points elsewhere. Environment variables are IMAGE
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -259,20 +258,10 @@ def unset_value(name: str) -> bool:
 
 
 def _write(path: Path, stored: Mapping[str, Any]) -> None:
-    """Write the whole file under a temporary name, then rename it into place: a crash leaves
-    the old file or the new one, never half of one."""
+    """The whole file under a temporary name, renamed into place (readable by its owner only):
+    a crash leaves the old file or the new one, never half of one."""
     import tomli_w
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            tomli_w.dump(dict(stored), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    from imagelingo_cli.outputs import write_atomic
+
+    write_atomic(path, tomli_w.dumps(dict(stored)).encode(), mode=0o600)

@@ -363,20 +363,7 @@ class Store:
         """A variation that failed without a request (bad file, or the run stopped sending).
         One that was completed before keeps its status and output."""
         stamp = now_iso()
-        self.db.execute(
-            "UPDATE generations SET status = ?, error_code = ?, error_message = ?,"
-            " is_retryable = ?, first_error_at = COALESCE(first_error_at, ?), updated_at = ?"
-            " WHERE id = ? AND output_path IS NULL",
-            [
-                GenerationStatus.FAILED,
-                error.code.value,
-                error.message,
-                int(error.transient),
-                stamp,
-                stamp,
-                generation_id,
-            ],
-        )
+        self._record_error(generation_id, error, GenerationStatus.FAILED, stamp)
         self._settle(generation_id, stamp)
 
     def mark_interrupted(self, generation_id: str) -> None:
@@ -387,6 +374,27 @@ class Store:
             [GenerationStatus.INTERRUPTED, stamp, generation_id],
         )
         self._settle(generation_id, stamp)
+
+    def _record_error(
+        self, generation_id: str, error: TranslationError, status: GenerationStatus, stamp: str
+    ) -> None:
+        """The approved error record of a variation that has no output (one that has keeps
+        its record clean: the failure stays on the attempt)."""
+        self.db.execute(
+            "UPDATE generations SET status = ?, error_code = ?, error_message = ?,"
+            " is_retryable = ?, first_error_at = COALESCE(first_error_at, ?), updated_at = ?,"
+            " pending_output = NULL, pending_output_sha256 = NULL"
+            " WHERE id = ? AND output_path IS NULL",
+            [
+                status,
+                error.code.value,
+                error.message,
+                int(error.transient),
+                stamp,
+                stamp,
+                generation_id,
+            ],
+        )
 
     def _settle(self, generation_id: str, stamp: str) -> None:
         """A variation that was completed before this run took it (a forced redo) stays
@@ -461,21 +469,7 @@ class Store:
             if error.usage is not None:
                 self._record_usage(attempt_id, error.usage)
             status = GenerationStatus.FAILED if retry_in_ms is None else GenerationStatus.RETRYING
-            self.db.execute(
-                "UPDATE generations SET status = ?, error_code = ?, error_message = ?,"
-                " is_retryable = ?, first_error_at = COALESCE(first_error_at, ?), updated_at = ?,"
-                " pending_output = NULL, pending_output_sha256 = NULL"
-                " WHERE id = ? AND output_path IS NULL",
-                [
-                    status,
-                    error.code.value,
-                    error.message,
-                    int(error.transient),
-                    stamp,
-                    stamp,
-                    generation_id,
-                ],
-            )
+            self._record_error(generation_id, error, status, stamp)
             if retry_in_ms is None:
                 self._settle(generation_id, stamp)
             else:  # a forced redo of a completed variation that will retry
