@@ -3,8 +3,9 @@
 A variation is skipped when it was completed earlier and its output is still there (resume;
 the output is copied to this run's output folder if it lives elsewhere), when an identical
 image of this run already did it, when another live run holds it, when it is abandoned
-(unless forced), when a run that died wrote its output but did not record it (the file is
-recorded now, not paid for again), or when the image itself is an output imagelingo wrote.
+(unless forced), when it waits in a Batch API job (even forced: the job may deliver it), when
+a run that died wrote its output but did not record it (the file is recorded now, not paid for
+again), or when the image itself is an output imagelingo wrote.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _SKIPS = {
     ClaimKind.DONE_IN_RUN: SkipReason.SAME_CONTENT,
     ClaimKind.ABANDONED: SkipReason.ABANDONED,
     ClaimKind.BUSY: SkipReason.BUSY,
+    ClaimKind.IN_BATCH: SkipReason.IN_BATCH,
 }
 
 

@@ -40,6 +40,7 @@ SCHEMA = (
     "m002_output_intent",
     "m003_answer_thoughts_tokens",
     "m004_run_leases",
+    "m005_batch_jobs",
 )
 
 T = TypeVar("T")
