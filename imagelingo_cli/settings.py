@@ -19,6 +19,7 @@ from imagelingo_cli.languages import resolve_language
 from imagelingo_cli.retry import MAX_RETRIES
 
 DEFAULT_MODEL = "gemini-2.5-flash-image"  # GA image model; see the README for why
+BATCH_MAX_MB = 2000.0  # the Batch API takes input files up to 2 GB
 
 
 def settings_path() -> Path:
@@ -71,6 +72,23 @@ def _seconds(value: str) -> float:
     return number
 
 
+def _megabytes(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number of megabytes") from None
+    if not 0 < number <= BATCH_MAX_MB:
+        raise ValueError(f"{value!r} is out of range (more than 0, at most {BATCH_MAX_MB:g})")
+    return number
+
+
+def _interval(value: str) -> float:
+    number = _seconds(value)
+    if number == 0:
+        raise ValueError("0 seconds: polls need some time between them")
+    return number
+
+
 def _path(value: str) -> str:
     if not value.strip():
         raise ValueError("an empty path")
@@ -114,6 +132,12 @@ KEYS: Mapping[str, _Key] = {
     "max_wait": _Key(_seconds, 60.0, "longest server-asked wait, in seconds (--max-wait)"),
     "timeout": _Key(_seconds, 120.0, "deadline of one attempt, in seconds (--timeout)"),
     "out": _Key(_path, "imagelingo-out", "folder for the translated images (--out)"),
+    "batch_poll": _Key(
+        _interval, 5.0, "seconds before a batch job's first poll (polls back off to 5 min)"
+    ),
+    "batch_max_mb": _Key(
+        _megabytes, BATCH_MAX_MB, "largest batch job input in MB (more makes more jobs)"
+    ),
 }
 
 
@@ -128,6 +152,8 @@ class Settings:
     max_wait: float
     timeout: float
     out: str
+    batch_poll: float
+    batch_max_mb: float
     sources: Mapping[str, str]  # key -> "flag", "environment", "settings file", "default"
 
 

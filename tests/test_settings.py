@@ -35,6 +35,8 @@ def test_defaults_when_nothing_is_set(cli: Cli) -> None:
         "max_wait": (60.0, "default"),
         "timeout": (120.0, "default"),
         "out": ("imagelingo-out", "default"),
+        "batch_poll": (5.0, "default"),
+        "batch_max_mb": (2000.0, "default"),
     }
 
 

@@ -10,6 +10,7 @@ import typer
 from imagelingo_cli import __version__
 from imagelingo_cli.cli import (
     abandon_cmd,
+    batch_mode_cmd,
     history_cmd,
     process_cmd,
     retry_cmd,
@@ -35,6 +36,7 @@ app.command()(show_cmd.show)
 app.command()(stats_cmd.stats)
 app.command()(abandon_cmd.abandon)
 app.add_typer(settings_cmd.app, name="settings")
+app.add_typer(batch_mode_cmd.app, name="batch")
 
 
 def _version(value: bool) -> None:

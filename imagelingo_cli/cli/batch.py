@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 import anyio.abc
@@ -31,6 +31,8 @@ from imagelingo_cli.errors import SetupError
 
 STOP_GRACE_S = 10.0  # after the first Ctrl-C, in-flight requests get this long to finish
 
+T = TypeVar("T")
+
 
 def clock_from(ctx: typer.Context) -> Clock:
     """The engine's clock: tests hand a VirtualClock in through the context object."""
@@ -42,19 +44,19 @@ def clock_from(ctx: typer.Context) -> Clock:
 
 
 def run_batch(
-    start: Callable[[BatchControl], Awaitable[ev.Summary]],
+    start: Callable[[BatchControl], Awaitable[T]],
     *,
     reporter: Reporter,
     grace: float = STOP_GRACE_S,
-) -> ev.Summary:
-    """Run one batch on the asyncio loop (google-genai needs asyncio). The first SIGINT or
-    SIGTERM, or the output closing (`| head`), stops new attempts and gives those in flight
-    `grace` seconds; a second signal cancels them at once. A SetupError found on the way is
-    exit 2, one line."""
+) -> T:
+    """Run one batch (or Batch mode run) on the asyncio loop (google-genai needs asyncio).
+    The first SIGINT or SIGTERM, or the output closing (`| head`), stops new attempts and
+    gives those in flight `grace` seconds; a second signal cancels them at once. A SetupError
+    found on the way is exit 2, one line."""
 
-    async def main() -> ev.Summary | SetupError:
+    async def main() -> T | SetupError:
         control = BatchControl()
-        result: ev.Summary | SetupError
+        result: T | SetupError
         async with anyio.create_task_group() as group:
             stopper = _Stopper(control, group, grace, reporter)
             reporter.on_closed(lambda: stopper.stop("output closed", escalate=False))

@@ -43,6 +43,12 @@ def process(
     base_url: str | None = options.BASE_URL,
     db: Path | None = options.DB,
     json_output: bool = typer.Option(False, "--json", help="JSON lines on stdout, nothing else."),
+    batch: bool = typer.Option(
+        False, "--batch", help="Send through Gemini's Batch API: half the price, within 24 h."
+    ),
+    no_wait: bool = typer.Option(
+        False, "--no-wait", help="With --batch: return once submitted (imagelingo batch collect)."
+    ),
 ) -> None:
     """Translate the text in every image found, N variations each, retrying what is transient."""
     from imagelingo_cli.cli.batch import clock_from, report_outcome, reporter_for, run_batch
@@ -51,6 +57,8 @@ def process(
     from imagelingo_cli.runner import Connection, ProcessRequest, plan_process, run_process
     from imagelingo_cli.settings import resolve
 
+    if no_wait and not batch:
+        fail_setup("--no-wait goes with --batch")
     if simulate is not None and simulate not in PROFILES:
         fail_setup(f"unknown simulator profile {simulate!r} (valid: {', '.join(PROFILES)})")
     try:
@@ -95,6 +103,12 @@ def process(
     except SetupError as exc:
         store.close()
         fail_setup(str(exc))
+    if batch:
+        from imagelingo_cli.cli.batch_mode_cmd import submit_process
+
+        submit_process(
+            ctx, request, jobs, store, settings, wait=not no_wait, json_output=json_output
+        )
     clock = clock_from(ctx)
     try:
         with reporter_for(json_output, clock) as reporter:
