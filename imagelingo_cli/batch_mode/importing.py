@@ -11,7 +11,8 @@ What no line answered then ends by the job's state: SUCCEEDED, no result for it 
 FAILED, the job's own error; EXPIRED, TIMEOUT; CANCELLED or gone from the API, interrupted (not
 an API failure: the next `process --batch` or `retry-failed` sends it again). Only when every
 attempt is closed is the job marked imported: a crash or Ctrl-C part way leaves the rest for
-the next `batch collect`, which skips the lines already recorded.
+the next `batch collect`, which skips the lines already recorded, removes the temp files of
+outputs cut short, and writes an output left whole but unrecorded to the same path again.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from imagelingo_cli.engine.attempts import deliver
 from imagelingo_cli.engine.output_files import OutputFiles
 from imagelingo_cli.errors import ErrorCode, TranslationError, classify_status
 from imagelingo_cli.gemini_batch import BatchClient, RemoteJob
+from imagelingo_cli.outputs import remove_stale_temp_files
 from imagelingo_cli.states import JobState
 from imagelingo_cli.store import batch_jobs
 
@@ -53,6 +55,9 @@ class JobImport:
         reach)."""
         run, view = self.session.run, self.session.view(job["id"])
         self.session.emit(ev.JobImporting(view))
+        if not self.store.other_live_runs():  # a live run's temp files look the same
+            for out_dir in batch_jobs.out_dirs(self.store, job["id"]):
+                await anyio.to_thread.run_sync(remove_stale_temp_files, Path(out_dir))
         before = (run.tally.completed, run.tally.failed, run.tally.interrupted)
         remote = ending.remote
         with_results = remote if remote is not None and remote.has_results else None

@@ -40,6 +40,7 @@ from imagelingo_cli.engine.run import Run
 from imagelingo_cli.engine.tally import Tally
 from imagelingo_cli.errors import SetupError, TranslationError
 from imagelingo_cli.gemini_batch import RemoteJob
+from imagelingo_cli.pathtext import encode_path
 from imagelingo_cli.retry import RetryPolicy
 from imagelingo_cli.runner import Connection, ProcessRequest, RetryRequest
 from imagelingo_cli.states import JobState, RunStatus, SkipReason, Trigger
@@ -251,6 +252,8 @@ async def _submit(
     control: BatchControl | None,
 ) -> BatchModeSummary:
     async def body(session: Session) -> list[str]:
+        for out_dir in sorted({spec.out_dir for job in jobs for spec in job.variations}):
+            store.register_output_folder(encode_path(out_dir))  # outputs are never inputs
         builder = JobBuilder(session, Submission(session), plan.connection.base_url)
         await builder.add(jobs, plan.concurrency)
         await builder.finish()

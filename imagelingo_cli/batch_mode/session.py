@@ -15,11 +15,13 @@ from imagelingo_cli.errors import SetupError
 from imagelingo_cli.gemini_batch import BatchClient
 from imagelingo_cli.store import batch_jobs
 
+POLL_GROWTH = 1.5
+
 
 @dataclass(frozen=True)
 class BatchModeOptions:
-    """How jobs are made and waited for. Polls back off from `first_poll` seconds, doubling,
-    to `max_poll`; a job still PENDING after `pending_limit` seconds of waiting, in a state
+    """How jobs are made and waited for. Polls back off from `first_poll` seconds to
+    `max_poll`; a job still PENDING after `pending_limit` seconds of waiting, in a state
     this version does not know for `unknown_limit`, or SUCCEEDED without downloadable results
     for `results_limit`, is reported and no longer waited for."""
 
@@ -41,8 +43,9 @@ class BatchModeOptions:
                 raise SetupError(f"{name.replace('_', ' ')} must be more than 0 seconds")
 
     def poll_interval(self, polls: int) -> float:
-        """Seconds before poll number `polls` + 1: seconds at first, then minutes."""
-        backoff: float = self.first_poll * 2.0 ** min(polls, 30)
+        """Seconds before poll number `polls` + 1: seconds at first, then minutes (growing by
+        half each time, so a job is seen ended at most half its age late)."""
+        backoff: float = self.first_poll * POLL_GROWTH ** min(polls, 60)
         return min(backoff, max(self.max_poll, self.first_poll))
 
     def run_options(self) -> dict[str, Any]:

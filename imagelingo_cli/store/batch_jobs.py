@@ -26,6 +26,7 @@ __all__ = [
     "mark_imported",
     "open_attempt",
     "open_attempts",
+    "out_dirs",
     "record_job",
     "release_job",
     "set_created",
@@ -234,3 +235,13 @@ def variations(store: Store, job_id: str) -> dict[str, int]:
         [job_id],
     ).fetchall()
     return {str(status): int(count) for status, count in rows}
+
+
+def out_dirs(store: Store, job_id: str) -> list[str]:
+    """The output folders of the job's variations still waiting for an outcome."""
+    rows = store._rows(
+        "SELECT DISTINCT g.out_dir FROM attempts a JOIN generations g ON g.id = a.generation_id"
+        " WHERE a.batch_job_id = ? AND a.outcome IS NULL",
+        [job_id],
+    )
+    return [str(row["out_dir"]) for row in rows]
