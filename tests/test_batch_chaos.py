@@ -151,3 +151,65 @@ def test_kill_9_at_each_stage_then_a_rerun_does_the_work_once(
     history = cli("history", "--json")
     shown = [row["id"] for row in json.loads(history.output)]
     assert len(shown) == len(set(shown)) == IMAGES * VARIATIONS
+
+
+# --- Ctrl-C and two runs ------------------------------------------------------------------------
+
+
+def test_ctrl_c_stops_waiting_and_never_cancels_the_job(cli: Cli, tmp_path: Path) -> None:
+    """SIGINT while the live view waits: exit 130, the terminal's cursor back, the job still
+    at Google and its variations still in it; batch collect later imports them."""
+    folder, out = tmp_path / "imgs", tmp_path / "out"
+    make_images(folder, 2, salt=21)
+    with Simulator("ok", batch_pending=3600, batch_running=1) as sim:
+        args = process_args(folder, out, sim.base_url)
+        proc = Proc(args, env=env(), cwd=tmp_path, terminal=True)
+        wait_until(
+            lambda: query(cli.db_path, "SELECT 1 FROM batch_jobs WHERE api_state IS NOT NULL"),
+            30,
+            "the first poll",
+        )
+        proc.signal(signal.SIGINT)
+        code = proc.wait(timeout=20)
+        assert sim.stats()["batch"]["jobs"] == {"BATCH_STATE_PENDING": 1}  # not cancelled
+    text = proc.text()
+    assert code == 130, text
+    assert "stopped waiting" in text and "wait in jobs at Google" in text
+    assert "imagelingo batch collect" in text and "Traceback" not in text
+    assert proc.stdout.rindex(b"\x1b[?25h") > proc.stdout.rindex(b"\x1b[?25l")
+    statuses = {r["status"] for r in query(cli.db_path, "SELECT status FROM generations")}
+    assert statuses == {"batched"}
+    (run,) = query(cli.db_path, "SELECT status FROM runs")
+    assert run["status"] == "interrupted"
+    (job,) = query(cli.db_path, "SELECT collector_run_id, imported_at FROM batch_jobs")
+    assert job == {"collector_run_id": None, "imported_at": None}
+
+
+def test_a_second_collector_leaves_a_job_to_the_run_waiting_for_it(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Two `batch collect` at once: the second sees the first waiting for the job and leaves
+    it alone (one importer per job)."""
+    folder, out = tmp_path / "imgs", tmp_path / "out"
+    make_images(folder, 1, salt=23)
+    with Simulator("ok", batch_pending=3600, batch_running=1) as sim:
+        submit = Proc(
+            [*process_args(folder, out, sim.base_url), "--no-wait"], env=env(), cwd=tmp_path
+        )
+        assert submit.wait(timeout=60) == 0, submit.text()
+        first = Proc(["batch", "collect", "--base-url", sim.base_url], env=env(), cwd=tmp_path)
+        wait_until(
+            lambda: query(
+                cli.db_path, "SELECT 1 FROM batch_jobs WHERE collector_run_id IS NOT NULL"
+            ),
+            30,
+            "the first collector to take the job",
+        )
+        second = cli("batch", "collect", "--base-url", sim.base_url, env={"GEMINI_API_KEY": KEY})
+        first.signal(signal.SIGINT)
+        assert first.wait(timeout=20) == 130, first.text()
+    assert second.exit_code == 0, second.output
+    assert "another imagelingo run" in second.output and "is waiting for it" in second.output
+    assert {r["status"] for r in query(cli.db_path, "SELECT status FROM generations")} == {
+        "batched"
+    }

@@ -443,3 +443,105 @@ def test_simulate_runs_the_whole_flow_in_process(cli: Cli, images: Path, tmp_pat
     assert "3 completed, 0 failed" in done.output
     rows = cli.rows("SELECT status, backend FROM generations")
     assert rows == [{"status": "completed", "backend": "simulator:ok"}] * 3
+
+
+@pytest.mark.parametrize("echo", [True, False])
+def test_inline_results_are_matched_by_their_metadata_key(
+    cli: Cli, tmp_path: Path, echo: bool
+) -> None:
+    """Google may answer a file job inline: the answers are matched by their metadata key;
+    without that echo they cannot be matched (order proves nothing), and the variations fail
+    saying so rather than taking another's image."""
+    scenario = {
+        "batch": {"jobs": [{"output": "inline", "order": "reversed", "echo_metadata": echo}]}
+    }
+    images = {"a.png": png((10, 200, 10)), "b.png": png((10, 10, 200))}
+    for bench in bench_for(cli, tmp_path, images, scenario=scenario):
+        result = bench.process()
+    rows = bench.rows("SELECT status, error_code, error_message FROM generations")
+    if echo:
+        assert result.exit_code == 0, result.output
+        assert {r["status"] for r in rows} == {"completed"}
+        for name, row in bench.variations().items():
+            assert Path(row["output_path"]).name == name.replace(".png v1", ".es.v1.png")
+    else:
+        assert result.exit_code == 1, result.output
+        assert {(r["status"], r["error_code"]) for r in rows} == {("failed", "API_ERROR")}
+        assert all("2 result lines had no key" in r["error_message"] for r in rows)
+
+
+def test_a_job_pending_past_the_limit_is_reported_and_left_waiting(tmp_path: Path) -> None:
+    """The library: a job still PENDING after `pending_limit` seconds of waiting is reported,
+    not polled for ever; the run ends `submitted`, its variations still in the job."""
+    import anyio
+
+    from imagelingo_cli.batch_mode.runner import BatchModeOptions, submit_process
+    from imagelingo_cli.clock import VirtualClock
+    from imagelingo_cli.languages import resolve_language
+    from imagelingo_cli.retry import RetryPolicy
+    from imagelingo_cli.runner import Connection, ProcessRequest, plan_process
+    from imagelingo_cli.store import open_store
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png((1, 1, 1)))
+    clock = VirtualClock()
+    store = open_store(tmp_path / "db.sqlite")
+    seen: list[Any] = []
+    options = BatchModeOptions(first_poll=1, max_poll=30, pending_limit=600)
+    with Simulator("ok", clock=clock.now, batch_pending=100_000) as sim:
+        request = ProcessRequest(
+            paths=[folder],
+            variations=2,
+            language=resolve_language("es"),
+            model=MODEL,
+            out_dir=tmp_path / "out",
+            policy=RetryPolicy(),
+            concurrency=2,
+            connection=Connection(api_key=KEY, base_url=sim.base_url),
+        )
+        jobs = plan_process(request, store)
+
+        async def main() -> Any:
+            return await submit_process(
+                request, jobs, store, options=options, clock=clock, emit=seen.append
+            )
+
+        outcome = anyio.run(main, backend="asyncio")
+        polls = sum(1 for event in seen if type(event).__name__ == "JobPolled")
+    assert outcome.summary.status == "submitted" and outcome.waiting == 2
+    (left,) = outcome.problems
+    assert left.reason.startswith("still pending after 10 min of waiting")
+    assert 10 <= polls <= 30  # every 1 s at first, backing off to 30 s: not a busy loop
+    statuses = store.db.execute("SELECT status FROM generations").fetchall()
+    assert statuses == [("batched",), ("batched",)]
+    store.close()
+
+
+def test_the_jobs_view_shows_state_counts_and_the_next_poll() -> None:
+    """The live view at a fixed width: each job's state, batchStats, elapsed and next poll,
+    then the counts and what Ctrl-C does."""
+    from rich.console import Console
+
+    from imagelingo_cli import events as ev
+    from imagelingo_cli.cli.batch_mode_display import JobsState, render_jobs
+    from imagelingo_cli.cli.progress import ProgressState
+    from imagelingo_cli.states import JobState
+
+    now = [100.0]
+    jobs, progress = JobsState(lambda: now[0]), ProgressState(lambda: now[0])
+    job = ev.JobView(
+        "01m8q1y5xw7ys60gkf95rmsegy", "imagelingo-01m8…", "batches/xyz", JobState.RUNNING, 30, 12, 1
+    )
+    progress.apply(ev.BatchStarted("run1", "process", 30, 4, 1))
+    jobs.apply(ev.JobRecorded(job))
+    now[0] += 42
+    jobs.apply(ev.JobPolled(job, now[0] + 20))
+    console = Console(width=100, record=True, color_system=None)
+    console.print(render_jobs(jobs, progress))
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if "RUNNING" in line)
+    assert row.startswith("01m8q1y5xw7y ")  # the id prefix every batch command takes
+    assert row.split()[1:] == ["RUNNING", "30", "12", "1", "0:42", "poll", "in", "20s"]
+    assert "0 done · 0 failed · 0 skipped · 30 in jobs" in text
+    assert "Ctrl-C stops waiting (jobs go on at Google)" in text

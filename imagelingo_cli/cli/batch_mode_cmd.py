@@ -38,7 +38,6 @@ app = typer.Typer(
 )
 
 JSON = typer.Option(False, "--json", help="JSON only on stdout.")
-SHORT_JOB_ID = 12  # ids are ULIDs: their first characters tell jobs apart
 POLL = typer.Option(
     None, "--poll", help="Seconds before the first poll (default 5; polls back off to 5 min)."
 )
@@ -316,6 +315,7 @@ def _print_jobs(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from imagelingo_cli.cli import batch_mode_display as display
     from imagelingo_cli.cli.wording import local
 
     console = Console(highlight=False)
@@ -327,7 +327,7 @@ def _print_jobs(rows: list[dict[str, Any]]) -> None:
         table.add_column(column, no_wrap=True)
     for row in rows:
         table.add_row(
-            str(row["id"])[:SHORT_JOB_ID],
+            str(row["id"])[: display.SHORT_JOB_ID],
             str(row["state"]),
             str(row["requests"]),
             str(row["succeeded_requests"] or 0),

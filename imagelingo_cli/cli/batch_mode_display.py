@@ -40,6 +40,7 @@ STATE_STYLE = {
     JobState.UNKNOWN: "yellow",
 }
 COME_BACK = "imagelingo batch collect"
+SHORT_JOB_ID = 12  # ids are ULIDs: their first characters tell jobs apart; commands take them
 
 
 @dataclass
@@ -128,7 +129,7 @@ def render_jobs(jobs: JobsState, progress: ProgressState) -> RenderableType:
         else:
             upcoming = ""
         table.add_row(
-            job.label,
+            job.job_id[:SHORT_JOB_ID],
             Text(state_text(job), style=STATE_STYLE[job.state]),
             str(job.requests),
             str(job.succeeded),
@@ -142,9 +143,9 @@ def render_jobs(jobs: JobsState, progress: ProgressState) -> RenderableType:
         f" · {counts['waiting']} in jobs │ elapsed {clock_text(progress.elapsed(now))}"
     )
     if progress.stopping is not None:
-        footer.append(f" · {stop_text(progress.stopping)}", style="bold yellow")
-    elif progress.summary is None:
-        footer.append(" · Ctrl-C stops waiting (jobs go on at Google)", style="dim")
+        return Group(table, footer, Text(stop_text(progress.stopping), style="bold yellow"))
+    if progress.summary is None:
+        return Group(table, footer, Text("Ctrl-C stops waiting (jobs go on at Google)", "dim"))
     return Group(table, footer)
 
 
@@ -152,8 +153,8 @@ class LiveJobsReporter(LiveReporter):
     """The live view on a terminal (the engine's LiveReporter, drawing jobs)."""
 
     def __init__(self, console: Console, now: Callable[[], float]) -> None:
+        self.jobs = JobsState(self._now)  # first: rich's Live draws once when it is made
         super().__init__(console, now)
-        self.jobs = JobsState(self._now)
 
     def __call__(self, event: ev.Event) -> None:
         super().__call__(event)
