@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -156,9 +157,9 @@ class GeminiTranslator:
         await self._api.aclose()
 
 
-async def translation_from(body: str | bytes) -> Translation:
-    """The verified image of one 200 answer body, or the TranslationError saying why there
-    is none (with the tokens the answer was billed)."""
+async def translation_from(body: str | bytes | Mapping[str, Any]) -> Translation:
+    """The verified image of one 200 answer body (its text, or already decoded), or the
+    TranslationError saying why there is none (with the tokens the answer was billed)."""
     try:
         answer = read_answer(body)
     except Exception as exc:

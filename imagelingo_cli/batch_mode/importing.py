@@ -5,7 +5,7 @@ inline answers, are read line by line and matched to the job's open attempts by 
 generation id), never by position. Each answer is read and verified as an interactive one
 (`jsonl.outcome`) and its image written (`engine.attempts.deliver`: atomic, its intent
 recorded first, one credit on the first success); each Status is classified the same way.
-Lines are handled by a few workers at once, so writing outputs overlaps reading the next.
+Lines are handled by a few workers at once, so writing outputs overlaps checking the next.
 
 What no line answered then ends by the job's state: SUCCEEDED, no result for it (API_ERROR);
 FAILED, the job's own error; EXPIRED, TIMEOUT; CANCELLED or gone from the API, interrupted (not
@@ -17,6 +17,8 @@ outputs cut short, and writes an output left whole but unrecorded to the same pa
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -38,7 +40,9 @@ from imagelingo_cli.outputs import remove_stale_temp_files
 from imagelingo_cli.states import JobState
 from imagelingo_cli.store import batch_jobs
 
-WORKERS = 8  # lines in hand at once: enough to keep the disk busy, few enough for memory
+# Lines in hand at once: checking an image (a full decode) keeps a core busy, and its output
+# write then waits on the disk, so two per core keep both busy; more only thrash.
+WORKERS = max(2, min(8, 2 * (os.cpu_count() or 1)))
 _NOT_FOUND = 404
 
 
@@ -88,7 +92,7 @@ class JobImport:
         else:
             lines = _listed(inline_result(entry) for entry in remote.inline_results or ())
         control = self.session.run.control
-        send, receive = anyio.create_memory_object_stream[ResultLine](WORKERS)
+        send, receive = anyio.create_memory_object_stream[ResultLine]()
         async with anyio.create_task_group() as group:
             for _ in range(WORKERS):
                 group.start_soon(self._worker, job, receive.clone())
@@ -248,14 +252,13 @@ def _job_error(ending: Ending, unkeyed: int) -> TranslationError | None:
 
 
 async def _from_thread(lines: Iterator[ResultLine]) -> AsyncIterator[ResultLine]:
-    """A blocking iterator read in a worker thread, one item at a time."""
-    done = object()
+    """A blocking iterator read in a worker thread, WORKERS items at a time."""
     while True:
-        item = await anyio.to_thread.run_sync(next, lines, done)
-        if item is done:
+        chunk = await anyio.to_thread.run_sync(list, itertools.islice(lines, WORKERS))
+        if not chunk:
             return
-        assert isinstance(item, ResultLine)
-        yield item
+        for line in chunk:
+            yield line
 
 
 async def _listed(lines: Iterator[ResultLine]) -> AsyncIterator[ResultLine]:

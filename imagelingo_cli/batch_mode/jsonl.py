@@ -152,7 +152,7 @@ async def outcome(line: ResultLine) -> Translation:
     answer goes through the same reading as an interactive one, a Status through the same
     classification."""
     if line.response is not None:
-        return await translation_from(json.dumps(line.response))
+        return await translation_from(line.response)
     if line.error is not None:
         raise classify_status(line.error)
     raise TranslationError(
