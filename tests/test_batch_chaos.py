@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from conftest import Cli
 from procs import Proc, child_env, integrity, opens_as_image, query, wait_until
-from test_chaos import make_images
+from test_chaos import make_images, process_args
 
 from imagelingo_cli.simulator import Simulator
 
 KEY = "fake-key-for-the-simulator"
 IMAGES = 3
-VARIATIONS = 2
+VARIATIONS = 2  # what test_chaos.process_args asks for
 
 # An audit hook in the child: SIGKILL it at the first event `kill_now` accepts.
 KILL_AT = """
@@ -63,22 +63,9 @@ MOMENTS = {
 }
 
 
-def process_args(folder: Path, out: Path, base_url: str) -> list[str]:
-    return [
-        "process",
-        str(folder),
-        "--batch",
-        "--variations",
-        str(VARIATIONS),
-        "--concurrency",
-        "1",
-        "--to",
-        "es",
-        "--out",
-        str(out),
-        "--base-url",
-        base_url,
-    ]
+def batch_args(folder: Path, out: Path, base_url: str) -> list[str]:
+    """The chaos tests' `process` (2 variations each) as one job, one image at a time."""
+    return process_args(folder, out, base_url, "--batch", "--concurrency", "1")
 
 
 def env() -> dict[str, str]:
@@ -123,7 +110,7 @@ def test_kill_9_at_each_stage_then_a_rerun_does_the_work_once(
     # and before imagelingo heard of it.
     latency = 0.4 if stage == "creating" else 0.0
     with Simulator("ok", batch_pending=0.3, batch_running=0.6, latency=latency) as sim:
-        args = process_args(folder, out, sim.base_url)
+        args = batch_args(folder, out, sim.base_url)
         bootstrap = None
         if stage in MOMENTS:
             moment = MOMENTS[stage].format(out=str(out)) if stage == "importing" else MOMENTS[stage]
@@ -162,7 +149,7 @@ def test_ctrl_c_stops_waiting_and_never_cancels_the_job(cli: Cli, tmp_path: Path
     folder, out = tmp_path / "imgs", tmp_path / "out"
     make_images(folder, 2, salt=21)
     with Simulator("ok", batch_pending=3600, batch_running=1) as sim:
-        args = process_args(folder, out, sim.base_url)
+        args = batch_args(folder, out, sim.base_url)
         proc = Proc(args, env=env(), cwd=tmp_path, terminal=True)
         wait_until(
             lambda: query(cli.db_path, "SELECT 1 FROM batch_jobs WHERE api_state IS NOT NULL"),
@@ -194,7 +181,7 @@ def test_a_second_collector_leaves_a_job_to_the_run_waiting_for_it(
     make_images(folder, 1, salt=23)
     with Simulator("ok", batch_pending=3600, batch_running=1) as sim:
         submit = Proc(
-            [*process_args(folder, out, sim.base_url), "--no-wait"], env=env(), cwd=tmp_path
+            [*batch_args(folder, out, sim.base_url), "--no-wait"], env=env(), cwd=tmp_path
         )
         assert submit.wait(timeout=60) == 0, submit.text()
         first = Proc(["batch", "collect", "--base-url", sim.base_url], env=env(), cwd=tmp_path)

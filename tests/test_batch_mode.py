@@ -475,7 +475,7 @@ def test_a_job_pending_past_the_limit_is_reported_and_left_waiting(tmp_path: Pat
     not polled for ever; the run ends `submitted`, its variations still in the job."""
     import anyio
 
-    from imagelingo_cli.batch_mode.runner import BatchModeOptions, submit_process
+    from imagelingo_cli.batch_mode.runner import BatchModeOptions, submit
     from imagelingo_cli.clock import VirtualClock
     from imagelingo_cli.languages import resolve_language
     from imagelingo_cli.retry import RetryPolicy
@@ -503,7 +503,7 @@ def test_a_job_pending_past_the_limit_is_reported_and_left_waiting(tmp_path: Pat
         jobs = plan_process(request, store)
 
         async def main() -> Any:
-            return await submit_process(
+            return await submit(
                 request, jobs, store, options=options, clock=clock, emit=seen.append
             )
 

@@ -89,18 +89,12 @@ class JobBuilder:
                     run.tally.skipped += 1
                     run.emit(ev.VariationSkipped(ref, SkipReason.SAME_CONTENT, None))
                 return
-            taken = await self.claims.take(job, sha)
-            if run.control.halted:
-                for _spec, ref in taken:
-                    run.not_sent(ref, 0)
+            sendable = await self.claims.sendable(job, image, problem, sha)
+            if sendable is None:
                 return
-            if image is None:
-                assert problem is not None
-                for _spec, ref in taken:
-                    run.refused(ref, problem)
-                return
+            prepared, taken = sendable
             for spec, ref in taken:
-                await self._write(spec, ref, image)
+                await self._write(spec, ref, prepared)
 
     async def _write(self, spec: VariationSpec, ref: ev.VariationRef, image: PreparedImage) -> None:
         line = await anyio.to_thread.run_sync(

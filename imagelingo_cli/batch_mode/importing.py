@@ -105,13 +105,8 @@ class JobImport:
         if path is not None:
             path.unlink(missing_ok=True)
         if control.stop_requested:
-            self.session.emit(
-                ev.JobLeft(
-                    self.session.view(job["id"]),
-                    "stopped while recording its results; imagelingo batch collect finishes",
-                    problem=False,
-                )
-            )
+            reason = "stopped while recording its results; imagelingo batch collect finishes"
+            self.session.left(job["id"], reason, problem=False)
             return False
         return True
 
@@ -120,7 +115,7 @@ class JobImport:
     ) -> bool:
         """The results file, streamed to `path`. A results file may answer 404 for a while
         after the job SUCCEEDED: that, and transient failures, are tried again."""
-        run, options = self.session.run, self.session.options
+        session, run = self.session, self.session.run
         started = run.clock.now()
         tries = 0
         while True:
@@ -132,30 +127,15 @@ class JobImport:
             except TranslationError as error:
                 not_yet = error.http_status == _NOT_FOUND
                 waited = run.clock.now() - started
-                if not (error.transient or not_yet) or waited >= options.results_limit:
-                    self.session.emit(
-                        ev.JobLeft(
-                            self.session.view(job["id"]),
-                            f"its results could not be downloaded: {error}",
-                        )
-                    )
+                if not (error.transient or not_yet) or waited >= session.options.results_limit:
+                    session.left(job["id"], f"its results could not be downloaded: {error}")
                     return False
-                delay = options.poll_interval(tries)
+                delay = session.options.poll_interval(tries)
                 tries += 1
-                view = self.session.view(job["id"])
-                info = ev.ErrorInfo.of(error)
-                doing = "downloading the results"
-                self.session.emit(ev.JobTrouble(view, info, doing, run.clock.now() + delay))
-                with run.control.waiting():
-                    await run.clock.sleep(delay)
+                await session.pause(job["id"], error, "downloading the results", delay)
             if run.control.stop_requested:
-                self.session.emit(
-                    ev.JobLeft(
-                        self.session.view(job["id"]),
-                        "stopped before its results were downloaded",
-                        problem=False,
-                    )
-                )
+                reason = "stopped before its results were downloaded"
+                session.left(job["id"], reason, problem=False)
                 return False
 
     async def _worker(
@@ -173,20 +153,13 @@ class JobImport:
         attempt = batch_jobs.open_attempt(self.store, job["id"], line.key)
         if attempt is None:  # recorded already (a collect cut short), or not this job's
             return
-        run, ref = self.session.run, ref_of(attempt)
-        duration_ms = elapsed_ms(attempt["started_at"])
         try:
             translation = await outcome(line)
         except TranslationError as error:
-            self.store.attempt_failed(
-                attempt["attempt_id"],
-                ref.generation_id,
-                error,
-                duration_ms=duration_ms,
-                retry_in_ms=None,
-            )
-            run.failed(ref, error, attempts=1)
+            self.session.fail(attempt, error)
             return
+        run, ref = self.session.run, ref_of(attempt)
+        duration_ms = elapsed_ms(attempt["started_at"])
         image_job, spec = image_job_of(attempt)
         await deliver(
             run,
@@ -204,7 +177,6 @@ class JobImport:
     def _left_over(self, job: dict[str, Any], ending: Ending) -> TranslationError | None:
         """End the attempts no result line answered, by the job's state; the job's own error
         (FAILED, EXPIRED), if it has one."""
-        run = self.session.run
         state = ending.state
         error = _job_error(ending, self.unkeyed)
         if error is not None and state in (JobState.FAILED, JobState.EXPIRED):
@@ -212,19 +184,10 @@ class JobImport:
                 self.store, job["id"], error_code=error.code.value, error_message=error.message
             )
         for row in batch_jobs.open_attempts(self.store, job["id"]):
-            ref, duration_ms = ref_of(row), elapsed_ms(row["started_at"])
             if error is None:
-                self.store.attempt_interrupted(row["attempt_id"], duration_ms=duration_ms)
-                run.interrupted(ref, 1)
+                self.session.interrupt(row)
             else:
-                self.store.attempt_failed(
-                    row["attempt_id"],
-                    ref.generation_id,
-                    error,
-                    duration_ms=duration_ms,
-                    retry_in_ms=None,
-                )
-                run.failed(ref, error, attempts=1)
+                self.session.fail(row, error)
         return error if state in (JobState.FAILED, JobState.EXPIRED) else None
 
 

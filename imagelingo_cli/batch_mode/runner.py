@@ -1,8 +1,8 @@
 """The library entry points behind `process --batch`, `retry-failed --batch` and `batch …`.
 Each is one run (a `runs` row with a heartbeat lease), callable without Typer:
 
-    submit_process(request, jobs, store, ...) -> BatchModeSummary   plan, build, submit, wait
-    submit_retry(request, jobs, store, ...) -> BatchModeSummary     the same for failed variations
+    submit(request, jobs, store, ...) -> BatchModeSummary   build, submit and wait for jobs of a
+                                                             process or retry-failed request
     collect(store, connection, job_ids, ...) -> BatchModeSummary    wait for jobs, import them
     cancel(store, connection, job_id, ...) -> BatchModeSummary      cancel at Google, then collect
     refresh(store, connection, job_ids) -> list[JobStatus]          what Google says now
@@ -28,7 +28,6 @@ from imagelingo_cli import events as ev
 from imagelingo_cli.batch_mode.building import JobBuilder
 from imagelingo_cli.batch_mode.clients import BatchClients
 from imagelingo_cli.batch_mode.importing import JobImport
-from imagelingo_cli.batch_mode.members import ref_of
 from imagelingo_cli.batch_mode.session import BatchModeOptions, Session
 from imagelingo_cli.batch_mode.submission import Submission
 from imagelingo_cli.batch_mode.waiting import wait_for
@@ -53,8 +52,7 @@ __all__ = [
     "cancel",
     "collect",
     "refresh",
-    "submit_process",
-    "submit_retry",
+    "submit",
 ]
 
 Emit = Callable[[ev.Event], None]
@@ -89,8 +87,8 @@ class _Plan:
     seed: int | None = None
 
 
-async def submit_process(
-    request: ProcessRequest,
+async def submit(
+    request: ProcessRequest | RetryRequest,
     jobs: Sequence[ImageJob],
     store: Store,
     *,
@@ -99,43 +97,38 @@ async def submit_process(
     emit: Emit,
     control: BatchControl | None = None,
 ) -> BatchModeSummary:
-    """`process --batch`: the planned images' variations as jobs; wait for them unless told
-    not to. Variations already in jobs are not sent again: their jobs are followed."""
-    _check_no_wait(request.connection, options)
-    plan = _Plan(
-        "process",
-        request.connection,
-        request.concurrency,
-        request.force,
-        request.language.tag,
-        request.model,
-        dict(request.batch_options().run_options),
-    )
-    return await _submit(plan, jobs, store, options, clock, emit, control)
-
-
-async def submit_retry(
-    request: RetryRequest,
-    jobs: Sequence[ImageJob],
-    store: Store,
-    *,
-    options: BatchModeOptions,
-    clock: Clock,
-    emit: Emit,
-    control: BatchControl | None = None,
-) -> BatchModeSummary:
-    """`retry-failed --batch`: the chosen failed variations as new jobs."""
-    for connection in request.connections().values():
-        _check_no_wait(connection, options)
-    plan = _Plan(
-        "retry-failed",
-        request.connection,
-        request.concurrency,
-        language=",".join(sorted({str(r["target_language"]) for r in request.rows})),
-        model=request.model or ",".join(sorted({str(r["model"]) for r in request.rows})),
-        run_options=dict(request.batch_options().run_options),
-        seed=request.seed,
-    )
+    """`process --batch` (the planned images' variations) or `retry-failed --batch` (the
+    chosen failed ones) as jobs; wait for them unless told not to. Variations already in jobs
+    are not sent again: their jobs are followed."""
+    if isinstance(request, ProcessRequest):
+        connections = [request.connection]
+        plan = _Plan(
+            "process",
+            request.connection,
+            request.concurrency,
+            request.force,
+            request.language.tag,
+            request.model,
+            dict(request.batch_options().run_options),
+        )
+    else:
+        connections = list(request.connections().values())
+        plan = _Plan(
+            "retry-failed",
+            request.connection,
+            request.concurrency,
+            language=",".join(sorted({str(r["target_language"]) for r in request.rows})),
+            model=request.model or ",".join(sorted({str(r["model"]) for r in request.rows})),
+            run_options=dict(request.batch_options().run_options),
+            seed=request.seed,
+        )
+    for connection in connections:
+        if connection.simulate and not options.wait:
+            raise SetupError(
+                "--no-wait needs a server that outlives this run: the simulator started by "
+                "--simulate stops with it (start one with imagelingo simulator serve, then "
+                "use --base-url)"
+            )
     return await _submit(plan, jobs, store, options, clock, emit, control)
 
 
@@ -328,7 +321,7 @@ async def _in_run(
         _remove_stale_work(work_root)
     with tempfile.TemporaryDirectory(prefix=WORK_PREFIX, dir=work_root) as work:
         clients = BatchClients(plan.connection, seed=plan.seed if plan.seed is not None else 0)
-        session = Session(run, clients, options, Path(work), held, left)
+        session = Session(run, clients, options, Path(work), held)
         try:
             async with clients, anyio.create_task_group() as lease:
                 lease.start_soon(renew_lease, store, run_id)
@@ -389,8 +382,7 @@ async def _cancel_at_google(session: Session, job: dict[str, Any]) -> None:
         name = await client.find(str(job["display_name"]))
         if name is None:
             for row in batch_jobs.open_attempts(store, job["id"]):
-                store.attempt_interrupted(row["attempt_id"], duration_ms=0)
-                session.run.interrupted(ref_of(row), 0)
+                session.interrupt(row)
             batch_jobs.update_job(store, job["id"], state=JobState.NOT_SUBMITTED)
             batch_jobs.mark_imported(store, job["id"])
             return
@@ -415,15 +407,6 @@ def _waiting(store: Store, job_ids: Sequence[str]) -> int:
 
 def _unimported(store: Store) -> list[str]:
     return [str(row["id"]) for row in batch_jobs.unimported_jobs(store)]
-
-
-def _check_no_wait(connection: Connection, options: BatchModeOptions) -> None:
-    if connection.simulate and not options.wait:
-        raise SetupError(
-            "--no-wait needs a server that outlives this run: the simulator started by "
-            "--simulate stops with it (start one with imagelingo simulator serve, then use "
-            "--base-url)"
-        )
 
 
 def _remove_stale_work(root: str | None) -> None:

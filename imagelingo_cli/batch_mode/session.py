@@ -3,6 +3,7 @@ switch, tally), the Batch API clients, the folder for JSONL files, and the optio
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 from imagelingo_cli import events as ev
 from imagelingo_cli.batch_mode.clients import BatchClients
 from imagelingo_cli.batch_mode.jsonl import MAX_INPUT_BYTES
+from imagelingo_cli.batch_mode.members import elapsed_ms, ref_of
 from imagelingo_cli.engine.run import Run
-from imagelingo_cli.errors import SetupError
+from imagelingo_cli.errors import SetupError, TranslationError
 from imagelingo_cli.gemini_batch import BatchClient
 from imagelingo_cli.store import batch_jobs
 
@@ -65,13 +67,43 @@ class Session:
     clients: BatchClients
     options: BatchModeOptions
     work_dir: Path
-    # Jobs found holding variations this run planned (they are followed, not sent again),
-    # and every job this run stopped waiting for, with why.
+    # Jobs found holding variations this run planned: they are followed, not sent again.
     held: dict[str, None] = field(default_factory=dict)
-    left: list[ev.JobLeft] = field(default_factory=list)
 
     def emit(self, event: ev.Event) -> None:
         self.run.emit(event)
+
+    def fail(self, row: Mapping[str, Any], error: TranslationError, *, sent: bool = True) -> None:
+        """The job's attempt in `row` (`batch_jobs.open_attempts`) ends failed, and with it
+        its variation's round."""
+        ref = ref_of(row)
+        duration_ms = elapsed_ms(str(row["started_at"]))
+        attempt_id = str(row["attempt_id"])
+        self.run.store.attempt_failed(
+            attempt_id, ref.generation_id, error, duration_ms=duration_ms, retry_in_ms=None
+        )
+        self.run.failed(ref, error, attempts=1, sent=sent)
+
+    def interrupt(self, row: Mapping[str, Any]) -> None:
+        """The job's attempt in `row` ends without an answer: its variation is sent again
+        by a later run."""
+        duration_ms = elapsed_ms(str(row["started_at"]))
+        self.run.store.attempt_interrupted(str(row["attempt_id"]), duration_ms=duration_ms)
+        self.run.interrupted(ref_of(row), 1)
+
+    def left(self, job_id: str, reason: str, *, problem: bool = True) -> None:
+        """Not waiting for the job any longer (it may still deliver): say why."""
+        self.emit(ev.JobLeft(self.view(job_id), reason, problem))
+
+    async def pause(self, job_id: str, error: TranslationError, doing: str, seconds: float) -> bool:
+        """Say what failed about the job (not the job itself) and wait `seconds` before
+        trying again; False when the run is stopping instead."""
+        run = self.run
+        info, retry_at = ev.ErrorInfo.of(error), run.clock.now() + seconds
+        self.emit(ev.JobTrouble(self.view(job_id), info, doing, retry_at))
+        with run.control.waiting():
+            await run.clock.sleep(seconds)
+        return not run.control.stop_requested
 
     def view(self, job_id: str) -> ev.JobView:
         return ev.JobView.of(batch_jobs.job(self.run.store, job_id))

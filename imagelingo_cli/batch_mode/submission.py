@@ -20,7 +20,7 @@ import anyio
 
 from imagelingo_cli import events as ev
 from imagelingo_cli.batch_mode.jsonl import RequestFile, request_line
-from imagelingo_cli.batch_mode.members import elapsed_ms, image_job_of, ref_of
+from imagelingo_cli.batch_mode.members import image_job_of
 from imagelingo_cli.batch_mode.session import Session
 from imagelingo_cli.engine.batch import load_image
 from imagelingo_cli.errors import TranslationError
@@ -75,14 +75,14 @@ class Submission:
             try:
                 with control.sending():
                     return await client.upload(path, str(job["display_name"]))
-                self._left(job, STOPPED)  # cancelled: a second Ctrl-C
+                self.session.left(job["id"], STOPPED)  # cancelled: a second Ctrl-C
                 return None
             except TranslationError as error:
                 if definite(error) or round_ == CREATE_ROUNDS:
                     self.refuse(job, error)
                     return None
-                if not await self._trouble(job, error, "uploading the requests", pause):
-                    self._left(job, STOPPED)
+                if not await self.session.pause(job["id"], error, "uploading the requests", pause):
+                    self.session.left(job["id"], STOPPED)
                     return None
                 pause *= 2
         return None
@@ -100,21 +100,21 @@ class Submission:
                         str(job["model"]), file_name, str(job["display_name"])
                     )
                 if scope.cancelled_caught:
-                    self._left(job, STOPPED)
+                    self.session.left(job["id"], STOPPED)
                     return
             except TranslationError as error:
                 if definite(error):
                     self.refuse(job, error)
                     return
-                if not await self._trouble(job, error, "creating the job", pause):
-                    self._left(job, STOPPED)
+                if not await self.session.pause(job["id"], error, "creating the job", pause):
+                    self.session.left(job["id"], STOPPED)
                     return
                 pause *= 2
                 continue
             batch_jobs.set_created(self.store, job["id"], name)
             self.session.emit(ev.JobSubmitted(self.session.view(job["id"])))
             return
-        self._left(job, UNDECIDED)
+        self.session.left(job["id"], UNDECIDED)
 
     async def _found(self, job: dict[str, Any], client: BatchClient) -> bool | None:
         """Whether Google has the job already (recorded if so); None when that could not be
@@ -124,8 +124,8 @@ class Submission:
             try:
                 name = await client.find(str(job["display_name"]))
             except TranslationError as error:
-                if not await self._trouble(job, error, "looking for the job", pause):
-                    self._left(job, STOPPED)
+                if not await self.session.pause(job["id"], error, "looking for the job", pause):
+                    self.session.left(job["id"], STOPPED)
                     return None
                 pause *= 2
                 continue
@@ -134,40 +134,15 @@ class Submission:
             batch_jobs.set_created(self.store, job["id"], name)
             self.session.emit(ev.JobSubmitted(self.session.view(job["id"]), found=True))
             return True
-        self._left(job, UNDECIDED)
+        self.session.left(job["id"], UNDECIDED)
         return None
-
-    def _left(self, job: dict[str, Any], reason: str) -> None:
-        """The job stays `submitting`: a later `batch collect` or rerun looks for it first."""
-        self.session.emit(ev.JobLeft(self.session.view(job["id"]), reason))
-
-    async def _trouble(
-        self, job: dict[str, Any], error: TranslationError, doing: str, pause: float
-    ) -> bool:
-        """Say what failed and wait `pause` seconds before trying again; False when the
-        run is stopping instead."""
-        run = self.session.run
-        view = self.session.view(job["id"])
-        self.session.emit(
-            ev.JobTrouble(view, ev.ErrorInfo.of(error), doing, run.clock.now() + pause)
-        )
-        with run.control.waiting():
-            await run.clock.sleep(pause)
-        return not run.control.stop_requested
 
     def refuse(self, job: dict[str, Any], error: TranslationError) -> None:
         """The upload or the create was refused: the job's variations fail with the error
         (retry-failed sends them again); one that belongs to the whole project stops the run."""
         run = self.session.run
         for row in batch_jobs.open_attempts(self.store, job["id"]):
-            self.store.attempt_failed(
-                row["attempt_id"],
-                row["generation_id"],
-                error,
-                duration_ms=elapsed_ms(row["started_at"]),
-                retry_in_ms=None,
-            )
-            run.failed(ref_of(row), error, attempts=1)
+            self.session.fail(row, error)
         batch_jobs.update_job(
             self.store,
             job["id"],
@@ -182,7 +157,6 @@ class Submission:
     async def _rebuild(self, job: dict[str, Any]) -> Path | None:
         """The job's JSONL again, from its open attempts; a variation whose image is gone or
         changed fails (INVALID_TYPE). None when no variation is left to send."""
-        run = self.session.run
         rows = batch_jobs.open_attempts(self.store, job["id"])
         path = self.session.work_dir / f"{job['display_name']}.jsonl"
         requests = RequestFile(path, self.session.options.max_input_bytes)
@@ -195,14 +169,7 @@ class Submission:
             for row in members:
                 if image is None:
                     assert problem is not None
-                    self.store.attempt_failed(
-                        row["attempt_id"],
-                        row["generation_id"],
-                        problem,
-                        duration_ms=elapsed_ms(row["started_at"]),
-                        retry_in_ms=None,
-                    )
-                    run.failed(ref_of(row), problem, attempts=1, sent=False)
+                    self.session.fail(row, problem, sent=False)
                     continue
                 _job, spec = image_job_of(row)
                 line = await anyio.to_thread.run_sync(

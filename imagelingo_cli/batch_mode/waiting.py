@@ -22,6 +22,7 @@ from imagelingo_cli.states import JobState
 from imagelingo_cli.store import batch_jobs
 
 _NOT_FOUND = 404
+STOPPED = "stopped waiting; the job goes on at Google"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ async def wait_for(session: Session, job: dict[str, Any], client: BatchClient) -
     polls = 0
     since: dict[JobState, float] = {}  # when each limited condition was first seen
     while True:
+        delay = options.poll_interval(polls)
+        polls += 1
         try:
             remote = await client.get(name)
         except TranslationError as error:
@@ -50,35 +53,31 @@ async def wait_for(session: Session, job: dict[str, Any], client: BatchClient) -
                 batch_jobs.update_job(run.store, job["id"], state=JobState.GONE)
                 return Ending(None)
             if not error.transient:
-                _left(session, job, f"the API refused to show the job: {error}")
+                session.left(job["id"], f"the API refused to show the job: {error}")
                 return None
-            delay = options.poll_interval(polls)
-            view = session.view(job["id"])
-            info = ev.ErrorInfo.of(error)
-            session.emit(ev.JobTrouble(view, info, "polling", clock.now() + delay))
-        else:
-            _record(session, job, remote)
-            state = remote.state
-            waiting_for_results = state is JobState.SUCCEEDED and not remote.has_results
-            if state.ended and not waiting_for_results:
-                session.emit(ev.JobPolled(session.view(job["id"]), None))
-                return Ending(remote)
-            limited = JobState.SUCCEEDED if waiting_for_results else state
-            first_seen = since.setdefault(limited, clock.now())
-            for_s = clock.now() - first_seen
-            if waiting_for_results and for_s >= options.results_limit:
-                return Ending(remote)  # ended without results: its variations fail
-            reason = _over_limit(session, limited, for_s, remote.api_state)
-            if reason is not None:
-                _left(session, job, reason)
+            if not await session.pause(job["id"], error, "polling", delay):
+                session.left(job["id"], STOPPED, problem=False)
                 return None
-            delay = options.poll_interval(polls)
-            session.emit(ev.JobPolled(session.view(job["id"]), clock.now() + delay))
-        polls += 1
+            continue
+        _record(session, job, remote)
+        state = remote.state
+        waiting_for_results = state is JobState.SUCCEEDED and not remote.has_results
+        if state.ended and not waiting_for_results:
+            session.emit(ev.JobPolled(session.view(job["id"]), None))
+            return Ending(remote)
+        limited = JobState.SUCCEEDED if waiting_for_results else state
+        for_s = clock.now() - since.setdefault(limited, clock.now())
+        if waiting_for_results and for_s >= options.results_limit:
+            return Ending(remote)  # ended without results: its variations fail
+        reason = _over_limit(session, limited, for_s, remote.api_state)
+        if reason is not None:
+            session.left(job["id"], reason)
+            return None
+        session.emit(ev.JobPolled(session.view(job["id"]), clock.now() + delay))
         with run.control.waiting():
             await clock.sleep(delay)
         if run.control.stop_requested:
-            _left(session, job, "stopped waiting; the job goes on at Google", problem=False)
+            session.left(job["id"], STOPPED, problem=False)
             return None
 
 
@@ -109,10 +108,6 @@ def _over_limit(session: Session, state: JobState, for_s: float, api_state: str)
             " see imagelingo batch status"
         )
     return None
-
-
-def _left(session: Session, job: dict[str, Any], reason: str, *, problem: bool = True) -> None:
-    session.emit(ev.JobLeft(session.view(job["id"]), reason, problem))
 
 
 def _duration(seconds: float) -> str:

@@ -37,6 +37,11 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+# What starts a Batch mode run, once its clock, display and stop switch are known.
+Start = Callable[
+    ["Clock", Callable[["ev.Event"], None], "BatchControl"], Awaitable["BatchModeSummary"]
+]
+
 JSON = typer.Option(False, "--json", help="JSON only on stdout.")
 POLL = typer.Option(
     None, "--poll", help="Seconds before the first poll (default 5; polls back off to 5 min)."
@@ -54,9 +59,9 @@ def batch_mode_options(settings: Settings, *, wait: bool = True) -> BatchModeOpt
     )
 
 
-def submit_process(
+def submit(
     ctx: typer.Context,
-    request: ProcessRequest,
+    request: ProcessRequest | RetryRequest,
     jobs: list[ImageJob],
     store: Store,
     settings: Settings,
@@ -64,7 +69,8 @@ def submit_process(
     wait: bool,
     json_output: bool,
 ) -> NoReturn:
-    """`process --batch`: the planned variations as Batch API jobs (the store is closed)."""
+    """`process --batch` or `retry-failed --batch`: the planned variations as Batch API jobs
+    (the store is closed)."""
     from imagelingo_cli.batch_mode import runner
 
     modes = batch_mode_options(settings, wait=wait)
@@ -72,31 +78,7 @@ def submit_process(
         ctx,
         store,
         json_output,
-        lambda clock, emit, control: runner.submit_process(
-            request, jobs, store, options=modes, clock=clock, emit=emit, control=control
-        ),
-    )
-
-
-def submit_retry(
-    ctx: typer.Context,
-    request: RetryRequest,
-    jobs: list[ImageJob],
-    store: Store,
-    settings: Settings,
-    *,
-    wait: bool,
-    json_output: bool,
-) -> NoReturn:
-    """`retry-failed --batch`: the chosen failed variations as new jobs (the store is closed)."""
-    from imagelingo_cli.batch_mode import runner
-
-    modes = batch_mode_options(settings, wait=wait)
-    _run(
-        ctx,
-        store,
-        json_output,
-        lambda clock, emit, control: runner.submit_retry(
+        lambda clock, emit, control: runner.submit(
             request, jobs, store, options=modes, clock=clock, emit=emit, control=control
         ),
     )
@@ -175,19 +157,14 @@ def collect(
     `process --batch` does this too). Ctrl-C stops waiting; the jobs go on at Google."""
     from imagelingo_cli.batch_mode import runner
 
-    settings = _settings(poll=poll, timeout=timeout)
-    modes = batch_mode_options(settings)
-    connection = _connection(base_url, timeout)
-    store = open_db(db, create=False)
-    ids = [_resolve(store, job)] if job else None
-    _run(
-        ctx,
-        store,
-        json_output,
-        lambda clock, emit, control: runner.collect(
+    def start(store: Store, connection: Connection, job_id: str | None) -> Start:
+        ids = [job_id] if job_id else None
+        return lambda clock, emit, control: runner.collect(
             store, connection, ids, options=modes, clock=clock, emit=emit, control=control
-        ),
-    )
+        )
+
+    modes = batch_mode_options(_settings(poll=poll, timeout=timeout))
+    _on_jobs(ctx, job, base_url, timeout, db, json_output, start)
 
 
 @app.command()
@@ -204,27 +181,33 @@ def cancel(
     the next `process --batch` or `retry-failed` sends it again."""
     from imagelingo_cli.batch_mode import runner
 
-    settings = _settings(poll=poll, timeout=timeout)
-    modes = batch_mode_options(settings)
-    connection = _connection(base_url, timeout)
-    store = open_db(db, create=False)
-    job_id = _resolve(store, job)
-    _run(
-        ctx,
-        store,
-        json_output,
-        lambda clock, emit, control: runner.cancel(
+    def start(store: Store, connection: Connection, job_id: str | None) -> Start:
+        assert job_id is not None
+        return lambda clock, emit, control: runner.cancel(
             store, connection, job_id, options=modes, clock=clock, emit=emit, control=control
-        ),
-    )
+        )
+
+    modes = batch_mode_options(_settings(poll=poll, timeout=timeout))
+    _on_jobs(ctx, job, base_url, timeout, db, json_output, start)
 
 
 # --- running one ------------------------------------------------------------------------------
 
 
-Start = Callable[
-    ["Clock", Callable[["ev.Event"], None], "BatchControl"], Awaitable["BatchModeSummary"]
-]
+def _on_jobs(
+    ctx: typer.Context,
+    job: str | None,
+    base_url: str | None,
+    timeout: float | None,
+    db: Path | None,
+    json_output: bool,
+    start: Callable[[Store, Connection, str | None], Start],
+) -> NoReturn:
+    """A run on recorded jobs (`job`, resolved, or all): the present connection, then `_run`."""
+    connection = _connection(base_url, timeout)
+    store = open_db(db, create=False)
+    job_id = _resolve(store, job) if job else None
+    _run(ctx, store, json_output, start(store, connection, job_id))
 
 
 def _run(ctx: typer.Context, store: Store, json_output: bool, start: Start) -> NoReturn:

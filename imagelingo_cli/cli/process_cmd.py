@@ -104,11 +104,9 @@ def process(
         store.close()
         fail_setup(str(exc))
     if batch:
-        from imagelingo_cli.cli.batch_mode_cmd import submit_process
+        from imagelingo_cli.cli.batch_mode_cmd import submit
 
-        submit_process(
-            ctx, request, jobs, store, settings, wait=not no_wait, json_output=json_output
-        )
+        submit(ctx, request, jobs, store, settings, wait=not no_wait, json_output=json_output)
     clock = clock_from(ctx)
     try:
         with reporter_for(json_output, clock) as reporter:

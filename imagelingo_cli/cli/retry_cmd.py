@@ -113,11 +113,9 @@ def retry_failed(
         except SetupError as exc:
             fail_setup(str(exc))
         if batch:
-            from imagelingo_cli.cli.batch_mode_cmd import submit_retry
+            from imagelingo_cli.cli.batch_mode_cmd import submit
 
-            submit_retry(
-                ctx, request, jobs, store, settings, wait=not no_wait, json_output=json_output
-            )
+            submit(ctx, request, jobs, store, settings, wait=not no_wait, json_output=json_output)
         clock = clock_from(ctx)
         with reporter_for(json_output, clock) as reporter:
             summary = run_batch(

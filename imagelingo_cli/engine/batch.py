@@ -119,21 +119,15 @@ class Batch:
             # Two files with the same content are one translation: the second waits for the
             # first, then reuses its outputs (or its failure) instead of sending again.
             async with self._content_locks.setdefault(sha, anyio.Lock()):
-                taken = await claims.take(job, sha)
-                if self.control.halted:
-                    for _spec, ref in taken:
-                        run.not_sent(ref, 0)
+                sendable = await claims.sendable(job, image, problem, sha)
+                if sendable is None:
                     return
-                if image is None:
-                    assert problem is not None
-                    for _spec, ref in taken:
-                        run.refused(ref, problem)
-                    return
+                prepared, taken = sendable
                 async with anyio.create_task_group() as group:
                     for spec, ref in taken:
                         translator = self.translators[spec.backend]
                         group.start_soon(
-                            loop.run_variation, job, spec, ref, image, translator, ticket
+                            loop.run_variation, job, spec, ref, prepared, translator, ticket
                         )
 
 
