@@ -141,7 +141,8 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            for size, count in ((48, args.small), (48, args.large), (1024, args.photos)):
+            runs = ((48, args.small), (48, args.large), (1024, args.photos))
+            for size, count in (run for run in runs if run[1]):
                 folder = work / f"images-{size}px-{count}"
                 if size == 48:
                     make_images(folder, count, size=size)

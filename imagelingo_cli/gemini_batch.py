@@ -122,7 +122,9 @@ class RemoteJob:
 class BatchClient:
     """One project's Batch API, at Gemini or at a simulator's base URL."""
 
-    def __init__(self, api_key: str, *, base_url: str | None = None, timeout: float = 120.0):
+    def __init__(
+        self, api_key: str, *, base_url: str | None = None, timeout: float = 120.0
+    ) -> None:
         self.timeout = timeout
         self._key = api_key
         self._base_url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL

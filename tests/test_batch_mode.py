@@ -545,3 +545,57 @@ def test_the_jobs_view_shows_state_counts_and_the_next_poll() -> None:
     assert row.split()[1:] == ["RUNNING", "30", "12", "1", "0:42", "poll", "in", "20s"]
     assert "0 done · 0 failed · 0 skipped · 30 in jobs" in text
     assert "Ctrl-C stops waiting (jobs go on at Google)" in text
+
+
+def test_stopping_while_building_creates_no_job_and_leaves_nothing_claimed(tmp_path: Path) -> None:
+    """Ctrl-C before a job is recorded: no job, nothing uploaded; the variations already
+    claimed and written are interrupted, the rest never claimed; a later run does them all."""
+    import anyio
+
+    from imagelingo_cli import events as ev
+    from imagelingo_cli.batch_mode.runner import BatchModeOptions, submit
+    from imagelingo_cli.clock import VirtualClock
+    from imagelingo_cli.control import BatchControl
+    from imagelingo_cli.languages import resolve_language
+    from imagelingo_cli.retry import RetryPolicy
+    from imagelingo_cli.runner import Connection, ProcessRequest, plan_process
+    from imagelingo_cli.store import open_store
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"s{i}.png").write_bytes(png((i * 70, 3, 3)))
+    clock, control = VirtualClock(), BatchControl()
+    store = open_store(tmp_path / "db.sqlite")
+
+    def emit(event: Any) -> None:
+        if isinstance(event, ev.VariationQueued):  # the first image is claimed: Ctrl-C
+            control.request_stop()
+
+    with Simulator("ok", clock=clock.now) as sim:
+        request = ProcessRequest(
+            paths=[folder],
+            variations=2,
+            language=resolve_language("es"),
+            model=MODEL,
+            out_dir=tmp_path / "out",
+            policy=RetryPolicy(),
+            concurrency=1,
+            connection=Connection(api_key=KEY, base_url=sim.base_url),
+        )
+        jobs = plan_process(request, store)
+
+        async def main() -> Any:
+            options = BatchModeOptions(first_poll=1)
+            return await submit(
+                request, jobs, store, options=options, clock=clock, emit=emit, control=control
+            )
+
+        outcome = anyio.run(main, backend="asyncio")
+        stats = sim.stats()["batch"]
+    assert outcome.summary.status == "interrupted" and outcome.summary.interrupted == 6
+    assert stats["uploads_started"] == 0 and stats["jobs_created"] == 0
+    rows = store.db.execute("SELECT status FROM generations").fetchall()
+    assert rows == [("interrupted",), ("interrupted",)]  # the first image's; the rest unclaimed
+    assert store.db.execute("SELECT COUNT(*) FROM batch_jobs").fetchone() == (0,)
+    store.close()

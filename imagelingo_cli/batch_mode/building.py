@@ -19,6 +19,7 @@ import anyio
 
 from imagelingo_cli import events as ev
 from imagelingo_cli.batch_mode.jsonl import RequestFile, request_line
+from imagelingo_cli.batch_mode.members import ref_of
 from imagelingo_cli.batch_mode.session import Session
 from imagelingo_cli.batch_mode.submission import Submission
 from imagelingo_cli.engine.batch import content_key, load_image
@@ -38,7 +39,6 @@ class _Building:
 
     requests: RequestFile
     members: list[batch_jobs.Member] = field(default_factory=list)
-    refs: list[ev.VariationRef] = field(default_factory=list)
     contents: set[str] = field(default_factory=set)  # image digests with lines in it
 
 
@@ -113,7 +113,6 @@ class JobBuilder:
             self._open[group] = building
         await anyio.to_thread.run_sync(building.requests.write, line)
         building.members.append((ref.generation_id, spec.send_model))
-        building.refs.append(ref)
         building.contents.add(image.sha256)
 
     async def _seal(self, group: _Group) -> None:
@@ -139,5 +138,7 @@ class JobBuilder:
     def _drop(self, group: _Group) -> None:
         building = self._open.pop(group)
         building.requests.discard()
-        for ref in building.refs:
-            self.session.run.interrupted(ref, 0)
+        run = self.session.run
+        for generation_id, _asked in building.members:
+            row = run.store.generation(generation_id)
+            run.interrupted(ref_of({**row, "generation_id": generation_id}), 0)

@@ -151,7 +151,7 @@ async def collect(
         await _follow_all(session, wanted)
         return wanted
 
-    total = sum(len(batch_jobs.open_attempts(store, job_id)) for job_id in wanted)
+    total = sum(batch_jobs.open_count(store, job_id) for job_id in wanted)
     return await _in_run(plan, store, options, clock, emit, control, body, total)
 
 
@@ -184,7 +184,7 @@ async def cancel(
         await _follow_all(session, [job_id])
         return [job_id]
 
-    total = len(batch_jobs.open_attempts(store, job_id))
+    total = batch_jobs.open_count(store, job_id)
     return await _in_run(plan, store, options, clock, emit, control, body, total)
 
 
@@ -402,7 +402,7 @@ def _status(
 
 def _waiting(store: Store, job_ids: Sequence[str]) -> int:
     """Variations still waiting in these jobs."""
-    return sum(len(batch_jobs.open_attempts(store, job_id)) for job_id in job_ids)
+    return sum(batch_jobs.open_count(store, job_id) for job_id in job_ids)
 
 
 def _unimported(store: Store) -> list[str]:

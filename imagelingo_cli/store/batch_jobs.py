@@ -26,6 +26,7 @@ __all__ = [
     "mark_imported",
     "open_attempt",
     "open_attempts",
+    "open_count",
     "out_dirs",
     "record_job",
     "release_job",
@@ -77,20 +78,20 @@ def record_job(
             "INSERT INTO attempts (id, generation_id, run_id, attempt_number, trigger,"
             " started_at, model, batch_job_id)"
             " SELECT ?, id, ?, attempt_count + 1, ?, ?, ?, ? FROM generations WHERE id = ?",
-            [
+            (
                 (new_id(), run_id, Trigger.BATCH, stamp, asked, job_id, generation_id)
                 for generation_id, asked in members
-            ],
+            ),
         )
         store.db.executemany(
             "UPDATE generations SET status = ?, attempt_count = attempt_count + 1,"
             " retry_count = attempt_count,"
             " last_retry_at = CASE WHEN attempt_count > 0 THEN ? ELSE last_retry_at END,"
             " updated_at = ? WHERE id = ?",
-            [
+            (
                 (GenerationStatus.BATCHED, stamp, stamp, generation_id)
                 for generation_id, _ in members
-            ],
+            ),
         )
     return job(store, job_id)
 
@@ -186,6 +187,14 @@ def open_attempt(store: Store, job_id: str, generation_id: str) -> dict[str, Any
         " WHERE a.batch_job_id = ? AND a.generation_id = ? AND a.outcome IS NULL",
         [job_id, generation_id],
     )
+
+
+def open_count(store: Store, job_id: str) -> int:
+    """How many of the job's variations still wait for an outcome."""
+    (count,) = store.db.execute(
+        "SELECT COUNT(*) FROM attempts WHERE batch_job_id = ? AND outcome IS NULL", [job_id]
+    ).fetchone()
+    return int(count)
 
 
 def job_holding(store: Store, generation_id: str) -> str | None:
