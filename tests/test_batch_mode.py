@@ -436,7 +436,7 @@ def test_simulate_runs_the_whole_flow_in_process(cli: Cli, images: Path, tmp_pat
     runner = CliRunner()
     args = ["process", str(images), "--batch", "--simulate", "ok", "--out", str(tmp_path / "o")]
     refused = runner.invoke(app, [*args, "--no-wait"])
-    assert refused.exit_code == 2 and "--no-wait needs a server" in refused.output
+    assert refused.exit_code == 2 and "needs a server that outlives this run" in refused.output
     # The in-process simulator runs jobs on real time: the real clock waits for them.
     done = runner.invoke(app, args, env={"IMAGELINGO_BATCH_POLL": "0.5"}, obj={})
     assert done.exit_code == 0, done.output

@@ -125,9 +125,9 @@ async def submit(
     for connection in connections:
         if connection.simulate and not options.wait:
             raise SetupError(
-                "--no-wait needs a server that outlives this run: the simulator started by "
-                "--simulate stops with it (start one with imagelingo simulator serve, then "
-                "use --base-url)"
+                "not waiting for the jobs needs a server that outlives this run, and a "
+                "simulator started for the run stops with it (start one with imagelingo "
+                "simulator serve, and point the base URL at it)"
             )
     return await _submit(plan, jobs, store, options, clock, emit, control)
 
