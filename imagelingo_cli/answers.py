@@ -3,7 +3,8 @@
 google-genai 3.6's converter for the Gemini API drops `finishMessage` (Google's own account of
 a refused image, with its support code), so the adapter asks the SDK for the raw HTTP body
 and reads it here. Only what imagelingo uses is read; unknown fields are ignored, as the SDK
-ignores them. A Batch-mode result holds the same body, so it can be read the same way.
+ignores them. A Batch-mode result holds the same body, so it can be read the same way (already
+decoded from its JSONL line: parsing it again would cost as much as the line itself).
 
     read_answer(body) -> Answer      json.JSONDecodeError: not JSON; binascii.Error: bad base64
     decode_base64(text) -> bytes     standard or URL-safe alphabet, padding optional
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,9 +73,10 @@ def decode_base64(text: str) -> bytes:
     return base64.b64decode(cleaned, validate=True)
 
 
-def read_answer(body: str | bytes) -> Answer:
-    """The parts of a 200 body that matter. An empty body is an empty answer, as for the SDK."""
-    data = json.loads(body) if body else {}
+def read_answer(body: str | bytes | Mapping[str, Any]) -> Answer:
+    """The parts of a 200 body that matter, from its text or already decoded. An empty body is
+    an empty answer, as for the SDK."""
+    data = body if isinstance(body, Mapping) else json.loads(body) if body else {}
     payload: dict[str, Any] = data if isinstance(data, dict) else {}
     feedback = _object(payload.get("promptFeedback"))
     return Answer(

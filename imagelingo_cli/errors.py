@@ -9,6 +9,8 @@ Foreign failures are translated here, once, by table::
         │                           whether it may pass on a retry, the tokens a 200 billed)
         ├── classify_exception(exc)   whatever google-genai / httpx2 / json raised, looked up
         │                             in FOREIGN_EXCEPTIONS (the most specific class wins)
+        ├── classify_status(status)   a google.rpc.Status inside a Batch API result (a line's
+        │                             error, a failed job's error): gRPC or HTTP code, GRPC_CODES
         ├── classify_answer(answer)   a 200 answer without an image, by FINISH_REASONS
         ├── output_error(path, exc)   the translated image could not be written
         └── raised by images.py for a local file that cannot be sent (INVALID_TYPE)
@@ -34,11 +36,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_AUTO_RETRY",
     "FINISH_REASONS",
+    "GRPC_CODES",
     "ErrorCode",
     "SetupError",
     "TranslationError",
     "classify_answer",
     "classify_exception",
+    "classify_status",
     "foreign_exceptions",
     "output_error",
     "parse_duration_ms",
@@ -254,16 +258,66 @@ def parse_duration_ms(value: object) -> int | None:
 
 
 def _api_error(exc: Any) -> TranslationError:
-    http_status: int | None = exc.code if isinstance(exc.code, int) else None
     body: dict[str, Any] = exc.details if isinstance(exc.details, dict) else {}
     nested = body.get("error")
     error: dict[str, Any] = nested if isinstance(nested, dict) else body
-    api_status = exc.status if isinstance(exc.status, str) else None
-    message = exc.message if isinstance(exc.message, str) and exc.message else ""
+    return _classified(
+        exc.code if isinstance(exc.code, int) else None,
+        exc.status if isinstance(exc.status, str) else None,
+        exc.message if isinstance(exc.message, str) else "",
+        error.get("details"),
+    )
+
+
+# google.rpc.Code -> (its canonical name, the HTTP status Google answers it with), from
+# google/rpc/code.proto. A Batch API result may carry a Status with only the gRPC number.
+GRPC_CODES: Mapping[int, tuple[str, int]] = {
+    1: ("CANCELLED", 499),
+    2: ("UNKNOWN", 500),
+    3: ("INVALID_ARGUMENT", 400),
+    4: ("DEADLINE_EXCEEDED", 504),
+    5: ("NOT_FOUND", 404),
+    6: ("ALREADY_EXISTS", 409),
+    7: ("PERMISSION_DENIED", 403),
+    8: ("RESOURCE_EXHAUSTED", 429),
+    9: ("FAILED_PRECONDITION", 400),
+    10: ("ABORTED", 409),
+    11: ("OUT_OF_RANGE", 400),
+    12: ("UNIMPLEMENTED", 501),
+    13: ("INTERNAL", 500),
+    14: ("UNAVAILABLE", 503),
+    15: ("DATA_LOSS", 500),
+    16: ("UNAUTHENTICATED", 401),
+}
+_LOWEST_HTTP_STATUS = 100  # below it, a Status code is a gRPC number
+
+
+def classify_status(status: Mapping[str, Any]) -> TranslationError:
+    """A google.rpc.Status `{code, message, status?, details?}` from inside a Batch API result,
+    classified as the same answer to an interactive request would be. Its `code` is either
+    the gRPC number (8, with no `status` string) or an HTTP status (429 RESOURCE_EXHAUSTED)."""
+    code = status.get("code")
+    named = status.get("status") if isinstance(status.get("status"), str) else None
+    http_status: int | None = None
+    if isinstance(code, int) and not isinstance(code, bool):
+        if code >= _LOWEST_HTTP_STATUS:
+            http_status = code
+        elif code in GRPC_CODES:
+            canonical, http_status = GRPC_CODES[code]
+            named = named or canonical
+    message = status.get("message")
+    return _classified(
+        http_status, named, message if isinstance(message, str) else "", status.get("details")
+    )
+
+
+def _classified(
+    http_status: int | None, api_status: str | None, message: str, listed: object
+) -> TranslationError:
+    """An error answer of the API, by its HTTP status, API status, message and details."""
     if not message:
         message = f"HTTP {http_status} {api_status or ''}".strip() + " with an empty body"
     message = message.strip()
-    listed = error.get("details")
     details: list[Any] = listed if isinstance(listed, list) else []
     retry_after_ms = _retry_delay_ms(details, message)
     quota = _per_minute_quota(details) if http_status == 429 else None

@@ -1,11 +1,14 @@
-"""The engine -> display contract: plain, immutable events. Renderers fold them into state."""
+"""The engine -> display contract: plain, immutable events. Renderers fold them into state.
+Variation events come from any run; job events from Batch mode (Gemini's Batch API jobs)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from imagelingo_cli.errors import TranslationError
-from imagelingo_cli.states import RunStatus, SkipReason
+from imagelingo_cli.states import JobState, RunStatus, SkipReason
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,101 @@ class BatchFinished:
     summary: Summary
 
 
+# --- Batch API jobs (Batch mode); times are on the engine's clock ------------------------------
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as imagelingo last saw it."""
+
+    job_id: str
+    display_name: str
+    name: str | None  # batches/<id>, once Google has it
+    state: JobState
+    requests: int
+    succeeded: int = 0  # batchStats
+    failed: int = 0
+    api_state: str | None = None
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> JobView:
+        """From a `batch_jobs` row."""
+        return cls(
+            job_id=str(row["id"]),
+            display_name=str(row["display_name"]),
+            name=str(row["name"]) if row.get("name") else None,
+            state=JobState(row["state"]),
+            requests=int(row["requests"]),
+            succeeded=int(row.get("succeeded_requests") or 0),
+            failed=int(row.get("failed_requests") or 0),
+            api_state=str(row["api_state"]) if row.get("api_state") else None,
+        )
+
+    @property
+    def label(self) -> str:
+        return self.name or self.display_name
+
+
+@dataclass(frozen=True)
+class JobRecorded:
+    """Its variations are written to a JSONL and recorded; it is about to be uploaded."""
+
+    job: JobView
+
+
+@dataclass(frozen=True)
+class JobSubmitted:
+    """Google has the job (created now, or found by its display name after a failure)."""
+
+    job: JobView
+    found: bool = False  # found by listing, not created now
+
+
+@dataclass(frozen=True)
+class JobPolled:
+    """The job as a poll saw it; `next_poll_at` None: no further poll."""
+
+    job: JobView
+    next_poll_at: float | None
+
+
+@dataclass(frozen=True)
+class JobTrouble:
+    """A request about the job failed (not the job itself); it is tried again at `retry_at`."""
+
+    job: JobView
+    error: ErrorInfo
+    doing: str  # "polling", "creating", "downloading the results"…
+    retry_at: float | None
+
+
+@dataclass(frozen=True)
+class JobImporting:
+    """The job ended; its outcome is being recorded."""
+
+    job: JobView
+
+
+@dataclass(frozen=True)
+class JobImported:
+    """Every variation of the job has its outcome in the database."""
+
+    job: JobView
+    completed: int
+    failed: int
+    interrupted: int
+    error: ErrorInfo | None = None  # the job's own failure (FAILED, EXPIRED), if any
+
+
+@dataclass(frozen=True)
+class JobLeft:
+    """Not waiting for this job any longer, though it may still deliver: why, in words."""
+
+    job: JobView
+    reason: str
+    problem: bool = True  # False: as asked (--no-wait)
+
+
 Event = (
     BatchStarted
     | VariationQueued
@@ -189,4 +287,11 @@ Event = (
     | StopRequested
     | RateStatus
     | BatchFinished
+    | JobRecorded
+    | JobSubmitted
+    | JobPolled
+    | JobTrouble
+    | JobImporting
+    | JobImported
+    | JobLeft
 )

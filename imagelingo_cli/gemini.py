@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +22,14 @@ from imagelingo_cli.images import BrokenImage, verify_image
 from imagelingo_cli.languages import Language
 
 if TYPE_CHECKING:
+    import httpx2
     from google import genai
 
 API_VERSION = "v1beta"  # image output is documented and tested on v1beta; v1 is not verified
 MIN_SERVER_TIMEOUT_S = 10  # the API rejects an X-Server-Timeout under 10 s
+# What every translation asks of the model, sent one by one or inside a Batch API job.
+RESPONSE_MODALITIES = ("IMAGE",)
+CANDIDATE_COUNT = 1
 
 # Each variation asks for the same translation with a different nuance, so variations differ
 # in wording or typesetting choices rather than being the same image twice.
@@ -53,6 +58,48 @@ def api_key_from_env() -> str | None:
 
 
 @dataclass(frozen=True)
+class ApiClient:
+    """A google-genai client pinned to API_VERSION, on an httpx2 transport of our own."""
+
+    genai: genai.Client
+    http: httpx2.AsyncClient
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def api_client(
+    api_key: str, *, base_url: str | None, timeout: float, max_connections: int
+) -> ApiClient:
+    """The client both adapters talk through; google-genai's own retries stay off."""
+    import httpx2
+    from google import genai
+    from google.genai import types
+
+    # The SDK itself reads GOOGLE_GEMINI_BASE_URL when no base URL is given.
+    check_base_url(base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL"))
+    # An explicit httpx2 client pins the transport: with aiohttp installed the SDK would
+    # otherwise switch to it and raise a different family of exceptions.
+    http = httpx2.AsyncClient(
+        timeout=None,
+        limits=httpx2.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+    )
+    server_timeout_ms = max(math.ceil(timeout), MIN_SERVER_TIMEOUT_S) * 1000
+    client = genai.Client(
+        api_key=api_key,
+        http_options=types.HttpOptions(
+            base_url=base_url,  # None: the SDK honours GOOGLE_GEMINI_BASE_URL itself
+            api_version=API_VERSION,
+            timeout=server_timeout_ms,
+            httpx_async_client=http,
+        ),
+    )
+    return ApiClient(client, http)
+
+
+@dataclass(frozen=True)
 class Translation:
     data: bytes
     mime_type: str  # sniffed from the bytes, whatever the answer declared
@@ -70,34 +117,18 @@ class GeminiTranslator:
         timeout: float = 120.0,
         max_connections: int = 64,
     ) -> None:
-        import httpx2
-        from google import genai
         from google.genai import types
 
-        # The SDK itself reads GOOGLE_GEMINI_BASE_URL when no base URL is given.
-        check_base_url(base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL"))
         self.timeout = timeout
-        # An explicit httpx2 client pins the transport: with aiohttp installed the SDK would
-        # otherwise switch to it and raise a different family of exceptions.
-        self._http = httpx2.AsyncClient(
-            timeout=None,
-            limits=httpx2.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+        self._api = api_client(
+            api_key, base_url=base_url, timeout=timeout, max_connections=max_connections
         )
-        server_timeout_ms = max(math.ceil(timeout), MIN_SERVER_TIMEOUT_S) * 1000
-        self._client: genai.Client = genai.Client(
-            api_key=api_key,
-            http_options=types.HttpOptions(
-                base_url=base_url,  # None: the SDK honours GOOGLE_GEMINI_BASE_URL itself
-                api_version=API_VERSION,
-                timeout=server_timeout_ms,
-                httpx_async_client=self._http,
-            ),
-        )
+        self._client: genai.Client = self._api.genai
         # The raw body, not the SDK's parsed answer: its converter drops finishMessage.
         self._config = types.GenerateContentConfig(
-            response_modalities=["IMAGE"], candidate_count=1, should_return_http_response=True
+            response_modalities=list(RESPONSE_MODALITIES),
+            candidate_count=CANDIDATE_COUNT,
+            should_return_http_response=True,
         )
         self._types = types
 
@@ -123,12 +154,12 @@ class GeminiTranslator:
         return await translation_from(raw.body if raw is not None and raw.body else "")
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._api.aclose()
 
 
-async def translation_from(body: str | bytes) -> Translation:
-    """The verified image of one 200 answer body, or the TranslationError saying why there
-    is none (with the tokens the answer was billed)."""
+async def translation_from(body: str | bytes | Mapping[str, Any]) -> Translation:
+    """The verified image of one 200 answer body (its text, or already decoded), or the
+    TranslationError saying why there is none (with the tokens the answer was billed)."""
     try:
         answer = read_answer(body)
     except Exception as exc:

@@ -231,20 +231,29 @@ def _usable_out_dir(out_dir: Path, inputs: Sequence[Path]) -> Path:
 
 
 @asynccontextmanager
+async def endpoint(connection: Connection) -> AsyncIterator[tuple[str, str | None]]:
+    """The key and base URL requests go to: Gemini's, or those of a simulator started here
+    for as long as the context lasts."""
+    if not connection.simulate:
+        if not connection.api_key:
+            raise SetupError(NO_KEY)
+        yield connection.api_key, connection.base_url
+        return
+    from imagelingo_cli.simulator import Simulator
+
+    simulator = Simulator(connection.simulate, seed=connection.simulator_seed)
+    base_url = simulator.start()
+    try:
+        yield SIMULATOR_KEY, base_url
+    finally:
+        simulator.stop()
+
+
+@asynccontextmanager
 async def open_translator(connection: Connection, concurrency: int) -> AsyncIterator[Translator]:
     """A GeminiTranslator aimed at Gemini, or at a simulator started for this run."""
     async with AsyncExitStack() as stack:
-        base_url = connection.base_url
-        api_key = connection.api_key
-        if connection.simulate:
-            from imagelingo_cli.simulator import Simulator
-
-            simulator = Simulator(connection.simulate, seed=connection.simulator_seed)
-            base_url = simulator.start()
-            stack.callback(simulator.stop)
-            api_key = SIMULATOR_KEY
-        if not api_key:
-            raise SetupError(NO_KEY)
+        api_key, base_url = await stack.enter_async_context(endpoint(connection))
         translator = GeminiTranslator(
             api_key,
             base_url=base_url,
@@ -325,24 +334,28 @@ class RetryRequest:
         """The connection each recorded backend needs: the simulator profile it used, or
         Gemini, at the present base URL if one is given, else at the one it recorded."""
         found: dict[str, Connection] = {}
-        present = self.connection
         for row in self.rows:
             backend = str(row["backend"])
-            if backend in found:
-                continue
-            if _simulated(row):
-                profile = backend.removeprefix(SIMULATOR_BACKEND)
-                found[backend] = Connection(
-                    simulate=profile, timeout=present.timeout, simulator_seed=self.seed
-                )
-            else:
-                recorded = str(row["base_url"]) if row.get("base_url") else None
-                found[backend] = Connection(
-                    api_key=present.api_key,
-                    base_url=present.base_url or recorded,
-                    timeout=present.timeout,
+            if backend not in found:
+                found[backend] = recorded_connection(
+                    backend, row.get("base_url"), self.connection, seed=self.seed
                 )
         return found
+
+
+def recorded_connection(
+    backend: str, base_url: object, present: Connection, *, seed: int = DEMO_SEED
+) -> Connection:
+    """The connection a recorded backend needs: the simulator profile it used, or Gemini, at
+    the present base URL if one is given, else at the one it recorded (`base_url`)."""
+    if backend.startswith(SIMULATOR_BACKEND):
+        profile = backend.removeprefix(SIMULATOR_BACKEND)
+        return Connection(simulate=profile, timeout=present.timeout, simulator_seed=seed)
+    return Connection(
+        api_key=present.api_key,
+        base_url=present.base_url or (str(base_url) if base_url else None),
+        timeout=present.timeout,
+    )
 
 
 def plan_retry(request: RetryRequest) -> list[ImageJob]:

@@ -18,6 +18,7 @@ from imagelingo_cli.languages import resolve_languages
 from imagelingo_cli.limits import MAX_CONCURRENCY, MAX_RETRIES
 
 DEFAULT_MODEL = "gemini-2.5-flash-image"  # GA image model; see the README for why
+BATCH_MAX_MB = 2000.0  # the Batch API takes input files up to 2 GB
 
 
 def settings_path() -> Path:
@@ -63,6 +64,23 @@ def _seconds(value: str) -> float:
         raise ValueError(f"{value!r} is not a number of seconds") from None
     if not number >= 0 or number == float("inf"):
         raise ValueError(f"{value!r} is not a number of seconds")
+    return number
+
+
+def _megabytes(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number of megabytes") from None
+    if not 0 < number <= BATCH_MAX_MB:
+        raise ValueError(f"{value!r} is out of range (more than 0, at most {BATCH_MAX_MB:g})")
+    return number
+
+
+def _interval(value: str) -> float:
+    number = _seconds(value)
+    if number == 0:
+        raise ValueError("0 seconds: polls need some time between them")
     return number
 
 
@@ -135,6 +153,18 @@ KEYS: Mapping[str, _Key] = {
     "rpm": _Key(
         _rate, None, "requests per minute at most; unset: learned from the server", "--rpm"
     ),
+    "batch_poll": _Key(
+        _interval,
+        5.0,
+        "seconds before a batch job's first poll (polls back off to 5 min)",
+        "--batch",
+    ),
+    "batch_max_mb": _Key(
+        _megabytes,
+        BATCH_MAX_MB,
+        "largest batch job input in MB (more makes more jobs)",
+        "--batch",
+    ),
 }
 
 
@@ -151,6 +181,8 @@ class Settings:
     out: str
     confirm_above: int
     rpm: float | None
+    batch_poll: float
+    batch_max_mb: float
     sources: Mapping[str, str]  # key -> "flag", "environment", "settings file", "default"
 
 

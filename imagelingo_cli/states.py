@@ -17,6 +17,9 @@ class GenerationStatus(StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # its run stopped (Ctrl-C, a crash) before it finished
     ABANDONED = "abandoned"  # the user stopped offering it for retry
+    # In a Batch API job at Google: the job, not a run, holds it (no lease can take it over:
+    # the job may still deliver it), until its result is imported or the job ends without one.
+    BATCHED = "batched"
 
     @property
     def active(self) -> bool:
@@ -42,6 +45,7 @@ class Trigger(StrEnum):
 
     AUTO = "auto"  # the first attempt of `process`, and every automatic retry
     MANUAL = "manual"  # the first attempt of a retry-failed round
+    BATCH = "batch"  # a request inside a Batch API job (billed at the batch rate)
 
 
 class RunStatus(StrEnum):
@@ -49,6 +53,7 @@ class RunStatus(StrEnum):
     COMPLETED = "completed"  # every variation it took is done
     FAILED = "failed"  # some failed
     INTERRUPTED = "interrupted"
+    SUBMITTED = "submitted"  # it left its variations waiting in Batch API jobs
 
 
 class SkipReason(StrEnum):
@@ -60,3 +65,29 @@ class SkipReason(StrEnum):
     ABANDONED = "abandoned"
     BUSY = "busy"  # another live run is working on it
     OUTPUT_OF_OURS = "output_of_ours"  # the file is an output imagelingo wrote
+    IN_BATCH = "in_batch"  # it waits in a Batch API job, which will deliver it
+
+
+class JobState(StrEnum):
+    """Where a Batch API job stands, as imagelingo last saw it."""
+
+    SUBMITTING = "submitting"  # recorded; not known to be at Google yet
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"  # not finished within 48 h: no results
+    UNKNOWN = "unknown"  # a state this version does not know (kept in `api_state`)
+    NOT_SUBMITTED = "not_submitted"  # the upload or the create was refused: nothing runs
+    GONE = "gone"  # the API no longer knows the job (deleted, or a simulator that stopped)
+
+    @property
+    def ended(self) -> bool:
+        """Nothing more will change at Google: its results (if any) can be imported."""
+        return self not in _JOB_WAITING
+
+
+_JOB_WAITING = frozenset(
+    {JobState.SUBMITTING, JobState.PENDING, JobState.RUNNING, JobState.UNKNOWN}
+)

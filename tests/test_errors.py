@@ -14,11 +14,13 @@ from google.genai import errors, types
 from imagelingo_cli.answers import read_answer
 from imagelingo_cli.errors import (
     DEFAULT_AUTO_RETRY,
+    GRPC_CODES,
     ErrorCode,
     SetupError,
     TranslationError,
     classify_answer,
     classify_exception,
+    classify_status,
     foreign_exceptions,
     output_error,
     parse_duration_ms,
@@ -251,6 +253,48 @@ def test_api_errors_by_http_code(
     error = classify_exception(api_error(code, status, message))
     assert error.code is expected
     assert (error.message, error.http_status) == (message, code)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ({"code": 8, "message": "Resource has been exhausted."}, ErrorCode.RATE_LIMIT),
+        ({"code": 4, "message": "Deadline expired."}, ErrorCode.TIMEOUT),
+        ({"code": 13, "message": "Internal error."}, ErrorCode.SERVER_ERROR),
+        ({"code": 14, "message": "The service is unavailable."}, ErrorCode.SERVER_ERROR),
+        ({"code": 3, "message": "Unable to process input image."}, ErrorCode.INVALID_REQUEST),
+        ({"code": 9, "message": "User location is not supported."}, ErrorCode.CONFIG_ERROR),
+        ({"code": 7, "message": "Permission denied."}, ErrorCode.CONFIG_ERROR),
+        ({"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "slow"}, ErrorCode.RATE_LIMIT),
+        ({"code": 503, "status": "UNAVAILABLE", "message": "overloaded"}, ErrorCode.SERVER_ERROR),
+        ({"code": 0, "message": "no code"}, ErrorCode.API_ERROR),
+        ({"message": "no code at all"}, ErrorCode.API_ERROR),
+    ],
+)
+def test_a_batch_status_is_classified_by_its_grpc_or_http_code(
+    status: dict[str, object], expected: ErrorCode
+) -> None:
+    """A google.rpc.Status in a Batch API result: a gRPC number (no status string) is read
+    through GRPC_CODES, an HTTP code as an interactive answer's; the message is kept."""
+    error = classify_status(status)
+    assert error.code is expected
+    assert error.message == status["message"]
+    code = status.get("code")
+    if isinstance(code, int) and code in GRPC_CODES:
+        assert (error.api_status, error.http_status) == GRPC_CODES[code]
+
+
+def test_a_batch_status_keeps_its_retry_delay_and_quota_details() -> None:
+    """RetryInfo in a line's Status is the retry delay; a per-day QuotaFailure is a quota gone."""
+    retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "17s"}
+    per_day = {
+        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+        "violations": [{"quotaId": "GenerateRequestsPerDayPerProjectPerModel"}],
+    }
+    limited = classify_status({"code": 8, "message": "slow down", "details": [retry]})
+    gone = classify_status({"code": 429, "message": "quota", "details": [per_day]})
+    assert (limited.code, limited.retry_after_ms) == (ErrorCode.RATE_LIMIT, 17000)
+    assert gone.code is ErrorCode.QUOTA_EXHAUSTED
 
 
 def test_non_json_error_body_is_classified_by_http_code_not_status_text() -> None:

@@ -37,6 +37,8 @@ def test_defaults_when_nothing_is_set(cli: Cli) -> None:
         "out": ("imagelingo-out", "default"),
         "confirm_above": (100, "default"),
         "rpm": (None, "default"),
+        "batch_poll": (5.0, "default"),
+        "batch_max_mb": (2000.0, "default"),
     }
 
 

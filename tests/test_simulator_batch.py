@@ -718,6 +718,33 @@ def test_no_output_and_inline_output_for_a_file_job(clock: Clock, tmp_path: Path
     assert [r.metadata for r in anonymous.dest.inlined_responses] == [None, None, None]
 
 
+def test_results_can_come_back_in_reverse_order(clock: Clock, tmp_path: Path) -> None:
+    """``order: reversed``: the responses file and inline answers list the last request first."""
+    path = write_jsonl(
+        tmp_path / "job.jsonl", [(f"v{v}", request_line(make_png(), v)) for v in (1, 2, 3)]
+    )
+    scenario = {
+        "batch": {
+            "jobs": [
+                {"order": "reversed", "display_name": "file"},
+                {"order": "reversed", "output": "inline"},
+            ]
+        }
+    }
+    with simulator(clock, scenario=scenario) as sim, sdk(sim.base_url) as client:
+        name = upload(client, path).name or ""
+        as_file = client.batches.create(model=MODEL, src=name, config={"display_name": "file"})
+        as_inline = client.batches.create(model=MODEL, src=name, config={"display_name": "inl"})
+        clock.advance(30)
+        file_job = client.batches.get(name=as_file.name or "")
+        inline_job = client.batches.get(name=as_inline.name or "")
+        data = client.files.download(file=(file_job.dest and file_job.dest.file_name) or "")
+    in_file = [json.loads(line)["key"] for line in data.splitlines()]
+    assert inline_job.dest is not None and inline_job.dest.inlined_responses is not None
+    inline = [r.metadata["key"] for r in inline_job.dest.inlined_responses if r.metadata]
+    assert in_file == inline == ["v3", "v2", "v1"]
+
+
 def test_create_answers_429_for_enqueued_tokens_then_accepts(clock: Clock, tmp_path: Path) -> None:
     """A scripted 429 RESOURCE_EXHAUSTED on create (from a scenario file); the next one passes."""
     scenario = {"batch": {"jobs": [{"display_name": "big-*", "create": ["enqueued_tokens"]}]}}

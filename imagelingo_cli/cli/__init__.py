@@ -10,6 +10,7 @@ import typer
 from imagelingo_cli import __version__
 from imagelingo_cli.cli import (
     abandon_cmd,
+    batch_mode_cmd,
     history_cmd,
     process_cmd,
     report_cmd,
@@ -39,6 +40,7 @@ app.command(cls=PlainHelp)(stats_cmd.stats)
 app.command(cls=PlainHelp)(abandon_cmd.abandon)
 app.command(cls=PlainHelp)(report_cmd.report)
 app.add_typer(settings_cmd.app, name="settings")
+app.add_typer(batch_mode_cmd.app, name="batch")
 
 
 def _version(value: bool) -> None:

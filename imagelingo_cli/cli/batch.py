@@ -8,11 +8,12 @@ import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 import anyio.abc
 import typer
+from rich.console import Console
 
 from imagelingo_cli import events as ev
 from imagelingo_cli.cli.common import exit_code, fail_setup, silence_stdout
@@ -34,6 +35,8 @@ from imagelingo_cli.errors import SetupError
 
 STOP_GRACE_S = 10.0  # after the first Ctrl-C, in-flight requests get this long to finish
 
+T = TypeVar("T")
+
 
 def clock_from(ctx: typer.Context) -> Clock:
     """The engine's clock: tests hand a VirtualClock in through the context object."""
@@ -45,19 +48,19 @@ def clock_from(ctx: typer.Context) -> Clock:
 
 
 def run_batch(
-    start: Callable[[BatchControl], Awaitable[ev.Summary]],
+    start: Callable[[BatchControl], Awaitable[T]],
     *,
     reporter: Reporter,
     grace: float = STOP_GRACE_S,
-) -> ev.Summary:
-    """Run one batch on the asyncio loop (google-genai needs asyncio). The first SIGINT or
-    SIGTERM, or the output closing (`| head`), stops new attempts and gives those in flight
-    `grace` seconds; a second signal cancels them at once. A SetupError found on the way is
-    exit 2, one line."""
+) -> T:
+    """Run one batch (or Batch mode run) on the asyncio loop (google-genai needs asyncio).
+    The first SIGINT or SIGTERM, or the output closing (`| head`), stops new attempts and
+    gives those in flight `grace` seconds; a second signal cancels them at once. A SetupError
+    found on the way is exit 2, one line."""
 
-    async def main() -> ev.Summary | SetupError:
+    async def main() -> T | SetupError:
         control = BatchControl()
-        result: ev.Summary | SetupError
+        result: T | SetupError
         async with anyio.create_task_group() as group:
             stopper = _Stopper(control, group, grace, reporter)
             reporter.on_closed(lambda: stopper.stop("output closed", escalate=False))
@@ -152,18 +155,25 @@ def _tolerate_undecodable_names() -> None:
         sys.stdout.reconfigure(errors="surrogateescape")
 
 
+def print_failures(console: Console, summary: ev.Summary) -> None:
+    """The failure panel on a terminal; piped, one line per failure, never wrapped."""
+    if not summary.failures:
+        return
+    if console.is_terminal:
+        panel = render_failure_panel(summary, width=console.width)
+        console.print(panel, crop=False)  # a command under it may be wider
+        return
+    for line in failure_lines(summary):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def report_outcome(summary: ev.Summary, reporter: Reporter, json_output: bool) -> NoReturn:
     """After a batch: the failure panel and summary (not with --json, not to a closed
     output), then the exit code."""
     if not json_output and not reporter.closed:
         console = PipeConsole(highlight=False)
         try:
-            if summary.failures and console.is_terminal:
-                panel = render_failure_panel(summary, width=console.width)
-                console.print(panel, crop=False)  # a command under it may be wider
-            elif summary.failures:  # piped: one line per failure, never wrapped
-                for line in failure_lines(summary):
-                    console.print(line, markup=False, highlight=False, soft_wrap=True)
+            print_failures(console, summary)
             console.print(render_summary_line(summary), soft_wrap=True)
             hint = render_report_hint(summary)
             if hint:

@@ -32,17 +32,21 @@ def cost_words(estimates: Sequence[Estimate | None], models: Sequence[str]) -> s
     return words
 
 
-def estimates_by_model(counts: Counter[str]) -> tuple[list[Estimate | None], list[str]]:
+def estimates_by_model(
+    counts: Counter[str], *, batch: bool = False
+) -> tuple[list[Estimate | None], list[str]]:
     models = sorted(counts)
-    return [estimate(model, counts[model]) for model in models], models
+    return [estimate(model, counts[model], batch=batch) for model in models], models
 
 
-def show_process_plan(planned: Sequence[Planned], *, simulated: bool, json_output: bool) -> None:
+def show_process_plan(
+    planned: Sequence[Planned], *, simulated: bool, batch: bool, json_output: bool
+) -> None:
     sending = [p for p in planned if p.skip is None and p.problem is None]
     skipping = [p for p in planned if p.skip is not None]
     refused = [p for p in planned if p.problem is not None]
     paid = Counter() if simulated else Counter(p.model for p in sending)
-    estimates, models = estimates_by_model(paid)
+    estimates, models = estimates_by_model(paid, batch=batch)
     if json_output:
         _print_json(
             "process",
@@ -63,7 +67,7 @@ def show_process_plan(planned: Sequence[Planned], *, simulated: bool, json_outpu
         console.print(f"fail  {_named(item)}  ({item.problem}: not sendable)", markup=False)
     line = f"Would send {plural(len(sending), 'request')}"
     if sending:
-        line += f", {cost_words(estimates, models)}"
+        line += f", {cost_words(estimates, models)}" + (" (Batch API: half price)" if batch else "")
     reasons = Counter(SKIPPED[p.skip] for p in skipping if p.skip is not None)
     if reasons:
         line += "; would skip " + ", ".join(f"{n} {why}" for why, n in reasons.items())
@@ -114,11 +118,11 @@ def show_retry_plan(
     )
 
 
-def confirm_large_run(requests: int, model: str, threshold: int) -> None:
+def confirm_large_run(requests: int, model: str, threshold: int, *, batch: bool = False) -> None:
     """On a terminal, ask before sending more than `threshold` requests; exit 0 on no."""
     if requests <= threshold or not (sys.stdin.isatty() and sys.stdout.isatty()):
         return
-    price = estimate(model, requests)
+    price = estimate(model, requests, batch=batch)
     cost = f" (about ${price.total_usd:,.2f} at list price)" if price else ""
     question = f"Send up to {plural(requests, 'request')} to {model}{cost}?"
     if not typer.confirm(question, default=False):

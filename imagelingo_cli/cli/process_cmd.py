@@ -16,6 +16,7 @@ from imagelingo_cli.errors import SetupError
 
 if TYPE_CHECKING:
     from imagelingo_cli.runner import ProcessPlan, ProcessRequest
+    from imagelingo_cli.settings import Settings
     from imagelingo_cli.store import Store
 
 PROFILES = ("ok", "flaky", "rate-limited", "outage")
@@ -66,6 +67,12 @@ def process(
     json_output: bool = typer.Option(
         False, "--json", help="JSON lines on stdout: one object per event, nothing else."
     ),
+    batch: bool = typer.Option(
+        False, "--batch", help="Send through Gemini's Batch API: half the price, within 24 h."
+    ),
+    no_wait: bool = typer.Option(
+        False, "--no-wait", help="With --batch: return once submitted (imagelingo batch collect)."
+    ),
 ) -> None:
     """Translate the text in every image found, N variations each, retrying what is transient.
 
@@ -80,9 +87,12 @@ def process(
       imagelingo process sample_images --simulate flaky    # no API key needed
       imagelingo process ./photos --to fr --dry-run        # what it would send and cost
       imagelingo process ./photos --to fr --json > events.jsonl
+      imagelingo process ./big-folder --batch --no-wait     # half price, collect later
 
     With no image found it says so and exits 0, recording nothing.
     """
+    if no_wait and not batch:
+        fail_setup("--no-wait goes with --batch")
     with starting(json_output):  # the imports below take a moment: say so at once
         from imagelingo_cli.gemini import api_key_from_env
         from imagelingo_cli.languages import resolve_languages
@@ -139,9 +149,11 @@ def process(
         request,
         store,
         plan,
-        settings.confirm_above,
+        settings,
         dry_run=dry_run,
         yes=yes,
+        batch=batch,
+        wait=not no_wait,
         json_output=json_output,
     )
 
@@ -151,10 +163,12 @@ def _run(
     request: ProcessRequest,
     store: Store,
     plan: ProcessPlan,
-    confirm_above: int,
+    settings: Settings,
     *,
     dry_run: bool,
     yes: bool,
+    batch: bool,
+    wait: bool,
     json_output: bool,
 ) -> None:
     from imagelingo_cli.cli.batch import clock_from, report_outcome, reporter_for, run_batch
@@ -169,11 +183,16 @@ def _run(
             show_process_plan(
                 preview_process(request, plan, store),
                 simulated=request.connection.simulate is not None,
+                batch=batch,
                 json_output=json_output,
             )
             return
         if not yes and request.connection.simulate is None:
-            confirm_large_run(plan.variations, request.model, confirm_above)
+            confirm_large_run(plan.variations, request.model, settings.confirm_above, batch=batch)
+        if batch:
+            from imagelingo_cli.cli.batch_mode_cmd import submit
+
+            submit(ctx, request, plan.jobs, store, settings, wait=wait, json_output=json_output)
         clock = clock_from(ctx)
         with reporter_for(json_output, clock) as reporter:
             summary = run_batch(

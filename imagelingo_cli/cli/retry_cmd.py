@@ -46,6 +46,12 @@ def retry_failed(
     json_output: bool = typer.Option(
         False, "--json", help="JSON lines on stdout: one object per event, nothing else."
     ),
+    batch: bool = typer.Option(
+        False, "--batch", help="Retry as a new Gemini Batch API job instead of one by one."
+    ),
+    no_wait: bool = typer.Option(
+        False, "--no-wait", help="With --batch: return once submitted (imagelingo batch collect)."
+    ),
 ) -> None:
     """Retry failed variations with the parameters they were made with; never a completed one.
 
@@ -73,6 +79,8 @@ def retry_failed(
     from imagelingo_cli.settings import resolve
     from imagelingo_cli.store import queries
 
+    if no_wait and not batch:
+        fail_setup("--no-wait goes with --batch")
     codes = parse_codes(code)
     languages = parse_languages(to)
     try:
@@ -136,6 +144,10 @@ def retry_failed(
             jobs = plan_retry(request)
         except SetupError as exc:
             fail_setup(str(exc))
+        if batch:
+            from imagelingo_cli.cli.batch_mode_cmd import submit
+
+            submit(ctx, request, jobs, store, settings, wait=not no_wait, json_output=json_output)
         clock = clock_from(ctx)
         with reporter_for(json_output, clock) as reporter:
             summary = run_batch(

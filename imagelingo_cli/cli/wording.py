@@ -59,6 +59,8 @@ def story(row: dict[str, Any]) -> str:
         return f"Retrying after attempt {_of_round(row)} · {label(code)}"
     if status == "running":
         return f"Running attempt {_of_round(row)}"
+    if status == "batched":
+        return "Waiting in a Batch API job (imagelingo batch status)"
     return str(status).capitalize()
 
 

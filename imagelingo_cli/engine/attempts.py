@@ -1,6 +1,7 @@
 """One variation's attempts within a run, as the approved policy has them: wait for the send
 gate, send, record the attempt, retry what the policy retries after its backoff (holding no
-slot while it waits), and end with one outcome: completed, failed, or interrupted."""
+slot while it waits), and end with one outcome: completed, failed, or interrupted. `deliver`
+writes and records a successful answer, wherever it came from (a Batch API job's too)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ class AttemptLoop:
             if permit is None or control.halted:
                 if permit is not None:
                     self.gate.release(permit)
-                self.not_sent(ref, attempt)
+                run.not_sent(ref, attempt)
                 return
             attempt += 1
             if attempt == 1:
@@ -93,7 +94,18 @@ class AttemptLoop:
                 return
             if translation is not None:
                 self.gate.succeeded(permit)
-                await self._succeeded(job, spec, ref, attempt, attempt_id, duration_ms, translation)
+                await deliver(
+                    run,
+                    self.outputs,
+                    job,
+                    spec,
+                    ref,
+                    attempt_id,
+                    translation,
+                    attempt=attempt,
+                    max_attempts=self.policy.max_attempts,
+                    duration_ms=duration_ms,
+                )
                 return
             assert error is not None
             self.gate.failed(permit, error)
@@ -121,7 +133,7 @@ class AttemptLoop:
                 )
             )
             if not retry:
-                self._failed(ref, error, attempts=attempt, not_retried=not_retried)
+                run.failed(ref, error, attempts=attempt, not_retried=not_retried)
                 return
 
     def _retry_denial(self, error: TranslationError, attempt: int) -> str | None:
@@ -138,76 +150,42 @@ class AttemptLoop:
             return self.gate.budget.denial()
         return None
 
-    async def _succeeded(
-        self,
-        job: ImageJob,
-        spec: VariationSpec,
-        ref: ev.VariationRef,
-        attempt: int,
-        attempt_id: str,
-        duration_ms: int,
-        translation: Translation,
-    ) -> None:
-        store, tally = self.run.store, self.run.tally
-        path: Path | None = None
-        try:
-            path = self.outputs.path_for(job, spec, ref.generation_id, translation.mime_type)
-            digest = await self.outputs.write(path, ref.generation_id, translation)
-        except (OSError, ValueError) as exc:
-            error = output_error(encode_path(path or spec.out_dir), exc, translation.usage)
-            store.attempt_failed(
-                attempt_id, ref.generation_id, error, duration_ms=duration_ms, retry_in_ms=None
-            )
-            self._failed(ref, error, attempts=attempt)
-            return
-        charged = store.attempt_succeeded(
-            attempt_id,
-            ref.generation_id,
-            duration_ms=duration_ms,
-            output_path=encode_path(path),
-            output_sha256=digest,
-            usage=translation.usage,
-        )
-        tally.completed += 1
-        tally.credits += int(charged)
-        self.run.emit(ev.VariationCompleted(ref, attempt, self.policy.max_attempts, str(path)))
 
-    def refused(self, ref: ev.VariationRef, error: TranslationError) -> None:
-        """The image cannot be sent (INVALID_TYPE): the variation fails without a request."""
-        self.run.store.fail_unsent(ref.generation_id, error)
-        self._failed(ref, error, attempts=0, sent=False)
-
-    def not_sent(self, ref: ev.VariationRef, attempt: int) -> None:
-        """The run stopped before this variation's next attempt: a global error, or Ctrl-C."""
-        control = self.run.control
-        error = control.global_error
-        if error is None or control.stop_requested:
-            self.run.interrupted(ref, attempt)
-            return
-        unsent = TranslationError(
-            error.code,
-            f"not sent: {error.message}",
-            error.http_status,
-            error.api_status,
-            error.retry_after_ms,
+async def deliver(
+    run: Run,
+    outputs: OutputFiles,
+    job: ImageJob,
+    spec: VariationSpec,
+    ref: ev.VariationRef,
+    attempt_id: str,
+    translation: Translation,
+    *,
+    attempt: int,
+    max_attempts: int,
+    duration_ms: int,
+) -> None:
+    """A successful attempt's image: written to the variation's output file and recorded
+    (its one credit on its first success), or, if it cannot be written, an OUTPUT_ERROR."""
+    store, tally = run.store, run.tally
+    path: Path | None = None
+    try:
+        path = outputs.path_for(job, spec, ref.generation_id, translation.mime_type)
+        digest = await outputs.write(path, ref.generation_id, translation)
+    except (OSError, ValueError) as exc:
+        error = output_error(encode_path(path or spec.out_dir), exc, translation.usage)
+        store.attempt_failed(
+            attempt_id, ref.generation_id, error, duration_ms=duration_ms, retry_in_ms=None
         )
-        self.run.store.fail_unsent(ref.generation_id, unsent)
-        self._failed(ref, unsent, attempts=attempt, sent=False)
-
-    def _failed(
-        self,
-        ref: ev.VariationRef,
-        error: TranslationError,
-        *,
-        attempts: int,
-        sent: bool = True,
-        not_retried: str | None = None,
-    ) -> None:
-        """The variation's outcome in this run is a failure (recorded by the caller). One that
-        was completed before (a forced redo) keeps its earlier output."""
-        kept = self.run.store.generation(ref.generation_id).get("output_path")
-        kept_path = str(kept) if kept else None
-        self.run.tally.failure(
-            ref, error, attempts=attempts, kept=kept_path, not_retried=not_retried
-        )
-        self.run.emit(ev.VariationFailed(ref, attempts, ev.ErrorInfo.of(error), sent, kept_path))
+        run.failed(ref, error, attempts=attempt)
+        return
+    charged = store.attempt_succeeded(
+        attempt_id,
+        ref.generation_id,
+        duration_ms=duration_ms,
+        output_path=encode_path(path),
+        output_sha256=digest,
+        usage=translation.usage,
+    )
+    tally.completed += 1
+    tally.credits += int(charged)
+    run.emit(ev.VariationCompleted(ref, attempt, max_attempts, str(path)))

@@ -95,7 +95,7 @@ class Batch:
         status = self.tally.status(stopped=True)
         try:
             async with anyio.create_task_group() as lease:
-                lease.start_soon(_renew_lease, store, run_id)
+                lease.start_soon(renew_lease, store, run_id)
                 async with anyio.create_task_group() as group:
                     for job in jobs:
                         group.start_soon(self._image, run, claims, loop, job)
@@ -124,37 +124,31 @@ class Batch:
                 ) in job.variations:  # never claimed: nothing recorded, a later run does them
                     run.interrupted(variation_ref(job, spec), 0)
                 return
-            image, problem = await anyio.to_thread.run_sync(_load, job)
-            sha = image.sha256 if image else await anyio.to_thread.run_sync(_content_key, job)
+            image, problem = await anyio.to_thread.run_sync(load_image, job)
+            sha = image.sha256 if image else await anyio.to_thread.run_sync(content_key, job)
             # Two files with the same content are one translation: the second waits for the
             # first, then reuses its outputs (or its failure) instead of sending again.
             async with self._content_locks.setdefault(sha, anyio.Lock()):
-                taken = await claims.take(job, sha)
-                if self.control.halted:
-                    for _spec, ref in taken:
-                        loop.not_sent(ref, 0)
+                sendable = await claims.sendable(job, image, problem, sha)
+                if sendable is None:
                     return
-                if image is None:
-                    assert problem is not None
-                    for _spec, ref in taken:
-                        loop.refused(ref, problem)
-                    return
+                prepared, taken = sendable
                 async with anyio.create_task_group() as group:
                     for spec, ref in taken:
                         translator = self.translators[spec.backend]
                         group.start_soon(
-                            loop.run_variation, job, spec, ref, image, translator, ticket
+                            loop.run_variation, job, spec, ref, prepared, translator, ticket
                         )
 
 
-async def _renew_lease(store: Store, run_id: str) -> None:
+async def renew_lease(store: Store, run_id: str) -> None:
     """Renew the run's heartbeat while it works (real time: the lease is wall-clock time)."""
     while True:
         await anyio.sleep(HEARTBEAT_S)
         store.renew_lease(run_id)
 
 
-def _load(job: ImageJob) -> tuple[PreparedImage | None, TranslationError | None]:
+def load_image(job: ImageJob) -> tuple[PreparedImage | None, TranslationError | None]:
     """Read, check and prepare the image once (in a worker thread), or say why it cannot be sent."""
     try:
         if job.problem is not None:
@@ -165,7 +159,7 @@ def _load(job: ImageJob) -> tuple[PreparedImage | None, TranslationError | None]
         return None, error
 
 
-def _content_key(job: ImageJob) -> str:
+def content_key(job: ImageJob) -> str:
     """The content key of a file that failed its checks; an unreadable one gets a stable
     stand-in so that its failure is still recorded."""
     try:

@@ -3,8 +3,9 @@
 A variation is skipped when it was completed earlier and its output is still there (resume;
 the output is copied to this run's output folder if it lives elsewhere), when an identical
 image of this run already did it, when another live run holds it, when it is abandoned
-(unless forced), when a run that died wrote its output but did not record it (the file is
-recorded now, not paid for again), or when the image itself is an output imagelingo wrote.
+(unless forced), when it waits in a Batch API job (even forced: the job may deliver it), when
+a run that died wrote its output but did not record it (the file is recorded now, not paid for
+again), or when the image itself is an output imagelingo wrote.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import anyio
 from imagelingo_cli import events as ev
 from imagelingo_cli.engine.jobs import ImageJob, VariationSpec
 from imagelingo_cli.engine.run import Run, variation_ref
+from imagelingo_cli.errors import TranslationError
+from imagelingo_cli.images import PreparedImage
 from imagelingo_cli.outputs import holds, mime_type_of, output_path
 from imagelingo_cli.pathtext import encode_path
 from imagelingo_cli.states import GenerationStatus, SkipReason
@@ -27,12 +30,36 @@ _SKIPS = {
     ClaimKind.DONE_IN_RUN: SkipReason.SAME_CONTENT,
     ClaimKind.ABANDONED: SkipReason.ABANDONED,
     ClaimKind.BUSY: SkipReason.BUSY,
+    ClaimKind.IN_BATCH: SkipReason.IN_BATCH,
 }
 
 
 class Claims:
     def __init__(self, run: Run) -> None:
         self.run = run
+
+    async def sendable(
+        self,
+        job: ImageJob,
+        image: PreparedImage | None,
+        problem: TranslationError | None,
+        sha256: str,
+    ) -> tuple[PreparedImage, list[tuple[VariationSpec, ev.VariationRef]]] | None:
+        """Claim the image's variations, and settle at once those that cannot be sent: not
+        sent when the run has stopped sending, refused when the image is unusable (`problem`).
+        The image and the variations to send, if any."""
+        taken = await self.take(job, sha256)
+        run = self.run
+        if run.control.halted:
+            for _spec, ref in taken:
+                run.not_sent(ref, 0)
+            return None
+        if image is None:
+            assert problem is not None
+            for _spec, ref in taken:
+                run.refused(ref, problem)
+            return None
+        return image, taken
 
     async def take(self, job: ImageJob, sha256: str) -> list[tuple[VariationSpec, ev.VariationRef]]:
         """Claim the image's variations for this run; returns those to send."""

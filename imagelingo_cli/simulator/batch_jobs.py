@@ -335,15 +335,27 @@ class BatchJob:
         partial = phase.state == "BATCH_STATE_CANCELLED" and self._answered > 0
         if not (wanted or partial):
             return None
+        reverse = self.rule.order == "reversed"
         if isinstance(self.source, InlineInput):
-            return {"inlinedResponses": {"inlinedResponses": self._inline}}
+            inline = self._inline[::-1] if reverse else self._inline
+            return {"inlinedResponses": {"inlinedResponses": inline}}
         assert self._lines_path is not None  # at least one line was answered
+        if reverse:
+            self._lines_path = self._reversed(self._lines_path)
         if self.rule.output == "inline":
             return {"inlinedResponses": {"inlinedResponses": self._inline_from_file()}}
         file_id = f"batch-{self.id}"
         available = (phase.ended or self.created) + self.rule.output_delay
         self._backend.files.add_generated(file_id, self._lines_path, "application/jsonl", available)
         return {"responsesFile": f"files/{file_id}"}
+
+    def _reversed(self, path: Path) -> Path:
+        """A copy of a responses file with its lines in reverse order."""
+        with path.open("rb") as lines:
+            kept = lines.readlines()
+        flipped = self._backend.storage.new_path(f"batch-{self.id}-reversed.jsonl")
+        flipped.write_bytes(b"".join(reversed(kept)))
+        return flipped
 
     def _inline_from_file(self) -> list[dict[str, Any]]:
         """The responses file as inline responses, each tagged with its line's key."""

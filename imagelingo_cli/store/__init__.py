@@ -1,10 +1,11 @@
 """The local SQLite database: schema, migrations, and every read and write of it.
 
 Tables (open the file with `sqlite3` and they explain themselves):
-    runs         one row per `process` / `retry-failed` invocation
+    runs         one row per `process` / `retry-failed` / `batch collect` invocation
     generations  one row per variation, keyed by (image_sha256, target_language, model,
                  variation, backend); holds the approved error record
     attempts     one row per request to the model, written when it starts and when it ends
+    batch_jobs   one row per Batch API job (`batch_jobs` module)
     error_logs   view: one row per failed attempt (the approved audit trail)
 
 All calls are synchronous and short; the engine makes them from the event-loop thread.
@@ -93,6 +94,7 @@ class ClaimKind(StrEnum):
     DONE_IN_RUN = "done_in_run"  # this run did it already, for an identical image
     ABANDONED = "abandoned"
     BUSY = "busy"  # another live run has it
+    IN_BATCH = "in_batch"  # it waits in a Batch API job: the job's result decides it
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,9 @@ class Store:
         """Runs left `running` by a process that is gone (its lease expired) become
         `interrupted`, with their in-flight attempts; their unfinished variations become
         `interrupted`, or `completed` again when they were completed before (a forced redo
-        cut short keeps the output it had). Returns how many runs were recovered."""
+        cut short keeps the output it had). Variations waiting in a Batch API job, and their
+        attempts, are the job's, not the run's: they stay as they are. Returns how many runs
+        were recovered."""
         runs = self._rows("SELECT * FROM runs WHERE status = ?", [RunStatus.RUNNING])
         dead = [run["id"] for run in runs if not run_alive(run)]
         for run_id in dead:
@@ -194,8 +198,8 @@ class Store:
                 stamp = now_iso()
                 self.db.execute(
                     "UPDATE attempts SET outcome = ?, finished_at = ?"
-                    " WHERE run_id = ? AND outcome IS NULL",
-                    [AttemptOutcome.INTERRUPTED, stamp, run_id],
+                    " WHERE run_id = ? AND outcome IS NULL AND trigger != ?",
+                    [AttemptOutcome.INTERRUPTED, stamp, run_id, Trigger.BATCH],
                 )
                 self.db.execute(
                     "UPDATE generations SET updated_at = ?, status = CASE WHEN output_path IS NULL"
@@ -272,8 +276,8 @@ class Store:
 
     def claim_decision(self, row: dict[str, Any], *, run_id: str | None, force: bool) -> ClaimKind:
         """Whether a run may take this existing variation, and if not, why: done in this run
-        (an identical image), held by another live run, completed, or abandoned (unless
-        forced). `run_id` None: asking before any run started (a preview)."""
+        (an identical image), waiting in a Batch API job, held by another live run, completed,
+        or abandoned (unless forced). `run_id` None: asking before any run started (a preview)."""
         status = GenerationStatus(row["status"])
         if (
             run_id is not None
@@ -281,6 +285,8 @@ class Store:
             and status is not GenerationStatus.PENDING
         ):
             return ClaimKind.DONE_IN_RUN
+        if status is GenerationStatus.BATCHED:  # never two requests for one variation
+            return ClaimKind.IN_BATCH
         if status.active and row["run_id"] != run_id and self._run_alive(row["run_id"]):
             return ClaimKind.BUSY
         if status is GenerationStatus.COMPLETED and not force:
@@ -367,10 +373,12 @@ class Store:
         self._settle(generation_id, stamp)
 
     def mark_interrupted(self, generation_id: str) -> None:
+        """The variation's run (or Batch API job) stopped before it finished."""
         stamp = now_iso()
         self.db.execute(
             "UPDATE generations SET status = ?, updated_at = ? WHERE id = ?"
-            " AND status IN ('pending', 'running', 'retrying') AND output_path IS NULL",
+            " AND status IN ('pending', 'running', 'retrying', 'batched')"
+            " AND output_path IS NULL",
             [GenerationStatus.INTERRUPTED, stamp, generation_id],
         )
         self._settle(generation_id, stamp)

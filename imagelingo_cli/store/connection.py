@@ -41,6 +41,7 @@ SCHEMA = (
     "m003_answer_thoughts_tokens",
     "m004_run_leases",
     "m005_rate_not_retried",
+    "m006_batch_jobs",
 )
 
 T = TypeVar("T")

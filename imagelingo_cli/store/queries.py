@@ -293,7 +293,8 @@ def stats(store: Store, *, run_id: str | None = None, since: str | None = None) 
             COALESCE(SUM(g.status = 'failed'), 0) AS failed,
             COALESCE(SUM(g.status = 'abandoned'), 0) AS abandoned,
             COALESCE(SUM(g.status = 'interrupted'), 0) AS interrupted,
-            COALESCE(SUM(g.status IN ('pending', 'running', 'retrying')), 0) AS in_progress,
+            COALESCE(SUM(g.status IN ('pending', 'running', 'retrying', 'batched')), 0)
+                AS in_progress,
             (SELECT COUNT(*) FROM touched) AS attempted,
             (SELECT COUNT(*) FROM touched t JOIN generations g2 ON g2.id = t.id
               WHERE g2.status = 'completed') AS attempted_completed,

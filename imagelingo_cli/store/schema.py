@@ -146,6 +146,47 @@ def m005_rate_not_retried(db: Database) -> None:
     db.execute("ALTER TABLE attempts ADD COLUMN not_retried TEXT")
 
 
+@migrations()
+def m006_batch_jobs(db: Database) -> None:
+    # A Batch API job: recorded, with a unique display name, before it is created (creation
+    # is not idempotent; after an ambiguous failure the job is found again by that name).
+    # Each variation sent in a job has an attempt (trigger `batch`) that names the job.
+    db.executescript(
+        """
+        CREATE TABLE batch_jobs (
+            id TEXT PRIMARY KEY,
+            display_name TEXT NOT NULL UNIQUE,  -- imagelingo-<id>: how the job is found again
+            name TEXT UNIQUE,                   -- batches/<id>, once Google has it
+            run_id TEXT NOT NULL REFERENCES runs(id),  -- the run that submitted it
+            model TEXT NOT NULL,
+            backend TEXT NOT NULL,              -- gemini | simulator:<profile>
+            base_url TEXT,
+            state TEXT NOT NULL,    -- submitting pending running succeeded failed cancelled
+                                    -- expired unknown not_submitted gone
+            api_state TEXT,                     -- the state as the API last said it
+            requests INTEGER NOT NULL,
+            input_bytes INTEGER NOT NULL,
+            input_file TEXT,                    -- files/<id> of the uploaded JSONL
+            result_file TEXT,                   -- files/batch-<id> of the results
+            succeeded_requests INTEGER,         -- batchStats as last seen
+            failed_requests INTEGER,
+            error_code TEXT,                    -- why the job itself failed, classified
+            error_message TEXT,
+            collector_run_id TEXT REFERENCES runs(id),  -- the run waiting for it or importing it
+            created_at TEXT NOT NULL,
+            submitted_at TEXT,                  -- Google accepted it
+            ended_at TEXT,                      -- Google finished it
+            imported_at TEXT,                   -- its outcome is in the database
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX batch_jobs_unimported ON batch_jobs (created_at) WHERE imported_at IS NULL;
+        ALTER TABLE attempts ADD COLUMN batch_job_id TEXT REFERENCES batch_jobs(id);
+        CREATE INDEX attempts_batch_job ON attempts (batch_job_id, generation_id)
+            WHERE batch_job_id IS NOT NULL;
+        """
+    )
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Apply the pending migrations (the caller holds the write lock)."""
     migrations.apply(Database(conn))
