@@ -55,6 +55,7 @@ ATTEMPT_FIELDS = (
     "trigger",
     "run_id",
     "run_command",
+    "batch_job_id",
     "model",
     "started_at",
     "finished_at",

@@ -93,6 +93,10 @@ def attempt_line(attempt: dict[str, Any], *, followed: bool) -> str:
         f"{local(attempt['started_at'])}"
     )
     parts = [head]
+    if attempt.get("batch_job_id"):
+        parts.append(f"in Batch API job {attempt['batch_job_id']}")
+    if attempt.get("model"):
+        parts.append(f"asked {attempt['model']}")
     if attempt.get("duration_ms") is not None:
         parts.append(f"{attempt['duration_ms']} ms")
     outcome = attempt.get("outcome")
