@@ -33,6 +33,11 @@ COMMANDS = [
     ["settings", "unset"],
     ["settings", "path"],
     ["simulator", "serve"],
+    ["report"],
+    ["batch", "list"],
+    ["batch", "status"],
+    ["batch", "collect"],
+    ["batch", "cancel"],
 ]
 PYTHON_TYPES = re.compile(r"<(int|str|float|bool|path|text)>|list\[|\{[a-z_]+\}\.\.\.|Path\]")
 

@@ -20,6 +20,7 @@ from imagelingo_cli.cli.common import (
     open_db,
     read_db,
 )
+from imagelingo_cli.cli.options import PlainHelp
 
 if TYPE_CHECKING:
     from imagelingo_cli import events as ev
@@ -44,9 +45,15 @@ Start = Callable[
 
 JSON = typer.Option(False, "--json", help="JSON only on stdout.")
 POLL = typer.Option(
-    None, "--poll", help="Seconds before the first poll (default 5; polls back off to 5 min)."
+    None,
+    "--poll",
+    metavar="SECONDS",
+    help="Seconds before the first poll (default 5; polls back off to 5 min).",
 )
-JOB = typer.Argument(..., help="The job: imagelingo's id (or a prefix), or its batches/… name.")
+JOB = typer.Argument(
+    ..., metavar="JOB", help="The job: imagelingo's id (or a prefix), or its batches/… name."
+)
+SOME_JOB = typer.Argument(None, metavar="JOB", help="One job (default: every one not collected).")
 
 
 def batch_mode_options(settings: Settings, *, wait: bool = True) -> BatchModeOptions:
@@ -84,14 +91,20 @@ def submit(
     )
 
 
-@app.command("list")
+@app.command("list", cls=PlainHelp)
 def list_jobs(
-    limit: int = typer.Option(20, "--limit", "-n", help="Newest jobs shown (0: all)."),
+    limit: int = typer.Option(20, "--limit", metavar="N", help="Newest jobs shown (0: all)."),
     db: Path | None = options.DB,
     json_output: bool = JSON,
 ) -> None:
     """The jobs recorded here, newest first, as last seen (no request is made; `batch status`
-    asks Google and shows each job's batches/… name)."""
+    asks Google and shows each job's batches/… name).
+
+    \b
+    Examples:
+      imagelingo batch list
+      imagelingo batch list --limit 0 --json | jq '.[].state'
+    """
     from imagelingo_cli.store import batch_jobs
 
     store = read_db(db)
@@ -105,15 +118,21 @@ def list_jobs(
     _print_jobs(rows)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def status(
-    job: str | None = typer.Argument(None, help="One job (default: every one not collected)."),
+    job: str | None = SOME_JOB,
     base_url: str | None = options.BASE_URL,
     timeout: float | None = options.TIMEOUT,
     db: Path | None = options.DB,
     json_output: bool = JSON,
 ) -> None:
-    """What Google says of each job now: state, requests done and failed, its error."""
+    """What Google says of each job now: state, requests done and failed, its error.
+
+    \b
+    Examples:
+      imagelingo batch status
+      imagelingo batch status 01m8q0xa
+    """
     import anyio
 
     from imagelingo_cli.batch_mode.runner import refresh
@@ -143,10 +162,10 @@ def status(
         _print_status(item)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def collect(
     ctx: typer.Context,
-    job: str | None = typer.Argument(None, help="One job (default: every one not collected)."),
+    job: str | None = SOME_JOB,
     base_url: str | None = options.BASE_URL,
     timeout: float | None = options.TIMEOUT,
     poll: float | None = POLL,
@@ -154,7 +173,13 @@ def collect(
     json_output: bool = JSON,
 ) -> None:
     """Wait for jobs already submitted and record their results (a rerun of the same
-    `process --batch` does this too). Ctrl-C stops waiting; the jobs go on at Google."""
+    `process --batch` does this too). Ctrl-C stops waiting; the jobs go on at Google.
+
+    \b
+    Examples:
+      imagelingo batch collect
+      imagelingo batch collect 01m8q0xa --poll 60
+    """
     from imagelingo_cli.batch_mode import runner
 
     def start(store: Store, connection: Connection, job_id: str | None) -> Start:
@@ -167,7 +192,7 @@ def collect(
     _on_jobs(ctx, job, base_url, timeout, db, json_output, start)
 
 
-@app.command()
+@app.command(cls=PlainHelp)
 def cancel(
     ctx: typer.Context,
     job: str = JOB,
@@ -178,7 +203,13 @@ def cancel(
     json_output: bool = JSON,
 ) -> None:
     """Cancel a job at Google. What it finished is recorded; the rest is interrupted, and
-    the next `process --batch` or `retry-failed` sends it again."""
+    the next `process --batch` or `retry-failed` sends it again.
+
+    \b
+    Examples:
+      imagelingo batch cancel 01m8q0xa
+      imagelingo batch cancel batches/abc123
+    """
     from imagelingo_cli.batch_mode import runner
 
     def start(store: Store, connection: Connection, job_id: str | None) -> Start:
