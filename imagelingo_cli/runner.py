@@ -22,6 +22,7 @@ from imagelingo_cli.clock import Clock
 from imagelingo_cli.control import BatchControl
 from imagelingo_cli.digest import file_sha256
 from imagelingo_cli.engine import Batch, BatchOptions, ImageJob, Translator, VariationSpec
+from imagelingo_cli.engine.claims import SKIP_REASONS
 from imagelingo_cli.errors import SetupError
 from imagelingo_cli.gemini import GeminiTranslator, check_base_url
 from imagelingo_cli.images import SourceImage, discover
@@ -192,14 +193,7 @@ def _preview_skip(
     kind = store.claim_decision(row, run_id=None, force=force)
     if kind is ClaimKind.COMPLETED and not Path(str(row.get("output_path") or "")).is_file():
         return None  # its output is gone: it would be translated again
-    return _PREVIEW_SKIPS.get(kind)
-
-
-_PREVIEW_SKIPS = {
-    ClaimKind.COMPLETED: SkipReason.COMPLETED,
-    ClaimKind.ABANDONED: SkipReason.ABANDONED,
-    ClaimKind.BUSY: SkipReason.BUSY,
-}
+    return SKIP_REASONS.get(kind)
 
 
 def _file_sha256(path: Path) -> str | None:

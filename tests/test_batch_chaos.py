@@ -195,6 +195,7 @@ def test_a_second_collector_leaves_a_job_to_the_run_waiting_for_it(
         second = cli("batch", "collect", "--base-url", sim.base_url, env={"GEMINI_API_KEY": KEY})
         first.signal(signal.SIGINT)
         assert first.wait(timeout=20) == 130, first.text()
+    assert "SIGINT: stopping; the jobs go on at Google" in first.text()
     assert second.exit_code == 0, second.output
     assert "another imagelingo run" in second.output and "is waiting for it" in second.output
     assert {r["status"] for r in query(cli.db_path, "SELECT status FROM generations")} == {

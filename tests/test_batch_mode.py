@@ -212,6 +212,9 @@ def test_no_wait_then_collect_finds_every_variation_once(bench: Bench) -> None:
     assert bench.sim.stats()["outcomes"] == {}  # no interactive request was sent
     dry = json_lines(bench.cli("retry-failed", "--dry-run", "--json").output)[-1]
     assert dry["event"] == "nothing_to_do"
+    preview = json_lines(bench.process("--dry-run", "--json").output)[-1]
+    assert [p["reason"] for p in preview["would_skip"]] == ["in_batch"] * 3
+    assert preview["would_send"] == []
 
     collected = bench.run("batch", "collect")
     assert collected.exit_code == 0, collected.output
@@ -426,6 +429,27 @@ def test_retry_failed_retries_batch_failures_interactively_by_default(
     ]
 
 
+def test_the_run_that_collects_a_job_finds_its_failures_by_its_own_id(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """batch collect's failure panel points at `history --errors --run <its id>`: that and
+    retry-failed --run find what it imported (the attempts stay the submitting run's)."""
+    scenario = {"rules": [{"variation": 2, "responses": ["no_image"], "then": "ok"}]}
+    for bench in bench_for(cli, tmp_path, {"a.png": png((60, 6, 6))}, scenario=scenario):
+        assert bench.process("--variations", "2", "--no-wait").exit_code == 0
+        collected = bench.run("batch", "collect")
+    assert collected.exit_code == 1, collected.output
+    (collector,) = bench.rows("SELECT id FROM runs WHERE command = 'batch collect'")
+    errors = bench.cli("history", "--errors", "--run", collector["id"], "--format", "json")
+    assert [(r["variation"], r["error_code"]) for r in json.loads(errors.output)] == [
+        (2, "NO_IMAGE")
+    ]
+    offered = bench.cli("retry-failed", "--run", collector["id"], "--dry-run", "--json")
+    assert len(json_lines(offered.output)[-1]["would_send"]) == 1
+    attempts = bench.rows("SELECT run_id FROM attempts")
+    assert len(attempts) == 2 and collector["id"] not in {a["run_id"] for a in attempts}
+
+
 def test_simulate_runs_the_whole_flow_in_process(cli: Cli, images: Path, tmp_path: Path) -> None:
     """`process --batch --simulate ok` needs no key and no server; --no-wait with it is refused
     (its simulator would stop with the run)."""
@@ -545,6 +569,18 @@ def test_the_jobs_view_shows_state_counts_and_the_next_poll() -> None:
     assert row.split()[1:] == ["RUNNING", "30", "12", "1", "0:42", "poll", "in", "20s"]
     assert "0 done · 0 failed · 0 skipped · 30 in jobs" in text
     assert "Ctrl-C stops waiting (jobs go on at Google)" in text
+
+    jobs.apply(ev.JobLeft(job, "uploading the requests: Network Error - " + "x" * 200))
+    for width, cells in (
+        (110, ["RUNNING", "30", "12", "1", "0:42"]),
+        (60, ["RUNNING", "12/30", "1"]),
+    ):
+        console = Console(width=width, record=True, color_system=None)
+        console.print(render_jobs(jobs, progress))
+        row = next(line for line in console.export_text().splitlines() if "RUNNING" in line)
+        assert row.startswith("01m8q1y5xw7y ") and row.split()[1 : len(cells) + 1] == cells
+        assert row.rstrip().endswith("…") and len(row.rstrip()) <= width  # the note gives way
+        assert "uploading" in row
 
 
 def test_stopping_while_building_creates_no_job_and_leaves_nothing_claimed(tmp_path: Path) -> None:

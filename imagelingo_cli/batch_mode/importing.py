@@ -62,6 +62,7 @@ class JobImport:
         if not self.store.other_live_runs():  # a live run's temp files look the same
             for out_dir in batch_jobs.out_dirs(self.store, job["id"]):
                 await anyio.to_thread.run_sync(remove_stale_temp_files, Path(out_dir))
+        batch_jobs.hold_members(self.store, job["id"], run.run_id)
         before = (run.tally.completed, run.tally.failed, run.tally.interrupted)
         remote = ending.remote
         with_results = remote if remote is not None and remote.has_results else None

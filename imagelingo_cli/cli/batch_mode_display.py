@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -41,6 +41,8 @@ STATE_STYLE = {
 }
 COME_BACK = "imagelingo batch collect"
 SHORT_JOB_ID = 12  # ids are ULIDs: their first characters tell jobs apart; commands take them
+NARROW = 80
+WIDE_COLUMNS = ("Job", "State", "Requests", "Done", "Failed", "Elapsed")
 
 
 @dataclass
@@ -117,36 +119,66 @@ def state_text(job: ev.JobView) -> str:
 def render_jobs(jobs: JobsState, progress: ProgressState) -> RenderableType:
     """The jobs table, then the variation counts and what Ctrl-C does."""
     now = jobs.now()
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for name in ("Job", "State", "Requests", "Done", "Failed", "Elapsed", "Next"):
-        table.add_column(name, no_wrap=True)
-    for line in jobs.lines.values():
-        job = line.job
-        if line.note:
-            upcoming = line.note
-        elif line.next_poll_at is not None:
-            upcoming = f"poll in {countdown(line.next_poll_at, now)}s"
-        else:
-            upcoming = ""
-        table.add_row(
-            job.job_id[:SHORT_JOB_ID],
-            Text(state_text(job), style=STATE_STYLE[job.state]),
-            str(job.requests),
-            str(job.succeeded),
-            str(job.failed),
-            clock_text(max(0.0, now - line.first_seen)),
-            upcoming,
-        )
     counts = progress.counts
     footer = Text(
         f"{counts['completed']} done · {counts['failed']} failed · {counts['skipped']} skipped"
         f" · {counts['waiting']} in jobs │ elapsed {clock_text(progress.elapsed(now))}"
     )
+    table = JobsTable(list(jobs.lines.values()), now)
     if progress.stopping is not None:
-        return Group(table, footer, Text(stop_text(progress.stopping), style="bold yellow"))
+        return Group(table, footer, Text(stop_waiting_text(progress.stopping), "bold yellow"))
     if progress.summary is None:
         return Group(table, footer, Text("Ctrl-C stops waiting (jobs go on at Google)", "dim"))
     return Group(table, footer)
+
+
+def stop_waiting_text(event: ev.StopRequested) -> str:
+    """What Ctrl-C does here: the jobs go on at Google whatever happens to this process."""
+    if not event.grace:
+        return stop_text(event)
+    return f"{event.signal}: stopping; the jobs go on at Google (Ctrl-C again to stop now)"
+
+
+@dataclass(frozen=True)
+class JobsTable:
+    """One row per job. The Next column takes what width is left and ends in "…" when its
+    note is longer; below 80 columns, requests, done and elapsed fold into one "done" count."""
+
+    lines: list[JobLine]
+    now: float
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        narrow = options.max_width < NARROW
+        names = ("Job", "State", "Done", "Failed") if narrow else WIDE_COLUMNS
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        for name in names:
+            table.add_column(name, no_wrap=True)
+        table.add_column("Next")  # wrappable, so it is the column that gives way
+        for line in self.lines:
+            job = line.job
+            state = Text(state_text(job), style=STATE_STYLE[job.state])
+            upcoming = Text(self._upcoming(line), no_wrap=True, overflow="ellipsis")
+            if narrow:
+                done = f"{job.succeeded}/{job.requests}"
+                table.add_row(job.job_id[:SHORT_JOB_ID], state, done, str(job.failed), upcoming)
+                continue
+            table.add_row(
+                job.job_id[:SHORT_JOB_ID],
+                state,
+                str(job.requests),
+                str(job.succeeded),
+                str(job.failed),
+                clock_text(max(0.0, self.now - line.first_seen)),
+                upcoming,
+            )
+        yield table
+
+    def _upcoming(self, line: JobLine) -> str:
+        if line.note:
+            return line.note
+        if line.next_poll_at is not None:
+            return f"poll in {countdown(line.next_poll_at, self.now)}s"
+        return ""
 
 
 class LiveJobsReporter(LiveReporter):
@@ -198,6 +230,8 @@ class PlainJobsReporter(PlainReporter):
                 return f"job {job.label}: {imported_text(event)}"
             case ev.JobLeft(job=job, reason=reason):
                 return f"job {job.label}: {reason}"
+            case ev.StopRequested():
+                return stop_waiting_text(event)
         return super()._line(event)
 
 

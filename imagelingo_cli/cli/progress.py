@@ -235,7 +235,7 @@ SKIPPED = {
     SkipReason.ABANDONED: "abandoned (use --force to translate it again)",
     SkipReason.BUSY: "being processed by another imagelingo run",
     SkipReason.OUTPUT_OF_OURS: "this file is an output imagelingo wrote",
-    SkipReason.IN_BATCH: "waiting in a Batch API job (imagelingo batch collect)",
+    SkipReason.IN_BATCH: "waiting in a Batch API job, for imagelingo batch collect",
 }
 
 

@@ -25,7 +25,8 @@ from imagelingo_cli.pathtext import encode_path
 from imagelingo_cli.states import GenerationStatus, SkipReason
 from imagelingo_cli.store import Claim, ClaimKind, GenerationKey
 
-_SKIPS = {
+# Why a claim that is not ours skips a variation (the preview says the same).
+SKIP_REASONS = {
     ClaimKind.COMPLETED: SkipReason.COMPLETED,
     ClaimKind.DONE_IN_RUN: SkipReason.SAME_CONTENT,
     ClaimKind.ABANDONED: SkipReason.ABANDONED,
@@ -91,7 +92,7 @@ class Claims:
                 claim = self._claim(job, spec, sha256, force=True)
         if claim.kind is not ClaimKind.SEND:
             output = claim.row.get("output_path")
-            self._skip(ref, _SKIPS[claim.kind], str(output) if output else None)
+            self._skip(ref, SKIP_REASONS[claim.kind], str(output) if output else None)
             return None
         if await self._recover_output(ref, claim.row):
             return None

@@ -20,6 +20,7 @@ __all__ = [
     "Member",
     "claim_job",
     "find_jobs",
+    "hold_members",
     "job",
     "job_holding",
     "jobs",
@@ -154,6 +155,17 @@ def claim_job(store: Store, job_id: str, run_id: str) -> str | None:
             "UPDATE batch_jobs SET collector_run_id = ? WHERE id = ?", [run_id, job_id]
         )
     return None
+
+
+def hold_members(store: Store, job_id: str, run_id: str) -> None:
+    """The importing run holds the job's waiting variations, so `history --run` and
+    `retry-failed --run` of the run that imported them find them (the attempts stay the
+    submitting run's)."""
+    store.db.execute(
+        "UPDATE generations SET run_id = ? WHERE id IN"
+        " (SELECT generation_id FROM attempts WHERE batch_job_id = ? AND outcome IS NULL)",
+        [run_id, job_id],
+    )
 
 
 def release_job(store: Store, job_id: str, run_id: str) -> None:
