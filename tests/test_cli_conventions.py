@@ -213,3 +213,30 @@ def test_a_large_run_asks_first_on_a_terminal(cli: Cli, images: Path, tmp_path: 
         asked.type("n\n")
         assert asked.wait(timeout=30) == 0
         assert b"Nothing sent." in asked.stdout and sim.stats()["requests"] == 0
+
+
+def test_retry_failed_previews_the_batch_price_and_asks_before_a_large_retry(
+    cli: Cli, images: Path, tmp_path: Path
+) -> None:
+    """retry-failed --dry-run --batch prices at the Batch rate; a retry above confirm_above
+    asks first on a terminal like process, and "n" sends nothing."""
+    rules = [{"responses": [], "then": "no_image"}]
+    with scenario_simulator(tmp_path, {"rules": rules}) as sim:
+        failed = cli("process", str(images), "--base-url", sim.base_url, env=KEY_ENV)
+        assert failed.exit_code == 1, failed.output
+        sent = sim.stats()["requests"]
+        preview = json_lines(cli("retry-failed", "--dry-run", "--batch", "--json").output)[-1]
+        assert preview["requests"] == 3
+        assert preview["estimated_usd"] == pytest.approx(3 * 0.039 / 2)
+        assert "(Batch API: half price)" in cli("retry-failed", "--dry-run", "--batch").output
+        assert cli("settings", "set", "confirm_above", "2").exit_code == 0
+        asked = Proc(
+            ["retry-failed", "--base-url", sim.base_url],
+            env=child_env(**KEY_ENV),
+            cwd=tmp_path,
+            terminal=True,
+        )
+        wait_until(lambda: b"Send up to 3 requests" in asked.stdout, 30, "the question")
+        asked.type("n\n")
+        assert asked.wait(timeout=30) == 0
+        assert b"Nothing sent." in asked.stdout and sim.stats()["requests"] == sent

@@ -57,6 +57,9 @@ DB = typer.Option(
     metavar="FILE",
     help="Database file (default: IMAGELINGO_DB, else the user data folder).",
 )
+YES = typer.Option(
+    False, "--yes", "-y", help="Do not ask before a large run (see settings confirm_above)."
+)
 CODES = typer.Option(None, "--code", metavar="CODE", help="Only this error code (repeatable).")
 LANGUAGES = typer.Option(
     None,

@@ -67,11 +67,16 @@ def show_process_plan(
         console.print(f"fail  {_named(item)}  ({item.problem}: not sendable)", markup=False)
     line = f"Would send {plural(len(sending), 'request')}"
     if sending:
-        line += f", {cost_words(estimates, models)}" + (" (Batch API: half price)" if batch else "")
+        line += f", {_price(estimates, models, batch)}"
     reasons = Counter(SKIPPED[p.skip] for p in skipping if p.skip is not None)
     if reasons:
         line += "; would skip " + ", ".join(f"{n} {why}" for why, n in reasons.items())
     console.print(line + ". Nothing was sent (dry run); retries are not counted.")
+
+
+def paid_retries(rows: Sequence[dict[str, Any]], model: str | None) -> Counter[str]:
+    """Requests a retry of `rows` sends to Gemini (not the simulator), by model."""
+    return Counter(model or str(row["model"]) for row in rows if row["backend"] == "gemini")
 
 
 def show_retry_plan(
@@ -79,11 +84,11 @@ def show_retry_plan(
     short_ids: dict[str, str],
     model: str | None,
     *,
+    batch: bool,
     json_output: bool,
 ) -> None:
     models = [model or str(row["model"]) for row in rows]
-    paid = Counter(m for m, row in zip(models, rows, strict=True) if row["backend"] == "gemini")
-    estimates, names = estimates_by_model(paid)
+    estimates, names = estimates_by_model(paid_retries(rows, model), batch=batch)
     if json_output:
         _print_json(
             "retry-failed",
@@ -113,21 +118,26 @@ def show_retry_plan(
         )
     console.print(
         f"Would send {plural(len(rows), 'request')}"
-        + (f", {cost_words(estimates, names)}" if rows else "")
+        + (f", {_price(estimates, names, batch)}" if rows else "")
         + ". Nothing was sent (dry run); retries are not counted."
     )
 
 
-def confirm_large_run(requests: int, model: str, threshold: int, *, batch: bool = False) -> None:
-    """On a terminal, ask before sending more than `threshold` requests; exit 0 on no."""
-    if requests <= threshold or not (sys.stdin.isatty() and sys.stdout.isatty()):
+def confirm_large_run(requests: Counter[str], threshold: int, *, batch: bool = False) -> None:
+    """On a terminal, ask before sending more than `threshold` requests (counted by model);
+    exit 0 on no."""
+    total = sum(requests.values())
+    if total <= threshold or not (sys.stdin.isatty() and sys.stdout.isatty()):
         return
-    price = estimate(model, requests, batch=batch)
-    cost = f" (about ${price.total_usd:,.2f} at list price)" if price else ""
-    question = f"Send up to {plural(requests, 'request')} to {model}{cost}?"
+    estimates, models = estimates_by_model(requests, batch=batch)
+    question = f"Send up to {plural(total, 'request')} to {', '.join(models)} ({_price(estimates, models, batch)})?"
     if not typer.confirm(question, default=False):
         typer.echo("Nothing sent.")
         raise typer.Exit(0)
+
+
+def _price(estimates: Sequence[Estimate | None], models: Sequence[str], batch: bool) -> str:
+    return cost_words(estimates, models) + (" (Batch API: half price)" if batch else "")
 
 
 def _planned(item: Planned) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,9 +61,7 @@ def process(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would be sent and skipped, and the cost; send nothing."
     ),
-    yes: bool = typer.Option(
-        False, "--yes", "-y", help="Do not ask before a large run (see settings confirm_above)."
-    ),
+    yes: bool = options.YES,
     db: Path | None = options.DB,
     json_output: bool = typer.Option(
         False, "--json", help="JSON lines on stdout: one object per event, nothing else."
@@ -188,7 +187,8 @@ def _run(
             )
             return
         if not yes and request.connection.simulate is None:
-            confirm_large_run(plan.variations, request.model, settings.confirm_above, batch=batch)
+            wanted = Counter({request.model: plan.variations})
+            confirm_large_run(wanted, settings.confirm_above, batch=batch)
         if batch:
             from imagelingo_cli.cli.batch_mode_cmd import submit
 

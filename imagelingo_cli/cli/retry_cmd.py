@@ -42,6 +42,7 @@ def retry_failed(
     rpm: float | None = options.RPM,
     base_url: str | None = options.BASE_URL,
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be sent; send nothing."),
+    yes: bool = options.YES,
     db: Path | None = options.DB,
     json_output: bool = typer.Option(
         False, "--json", help="JSON lines on stdout: one object per event, nothing else."
@@ -67,7 +68,7 @@ def retry_failed(
       imagelingo retry-failed --transient-only --model gemini-3-pro-image-preview
     """
     from imagelingo_cli.cli.batch import clock_from, report_outcome, reporter_for, run_batch
-    from imagelingo_cli.cli.preview import show_retry_plan
+    from imagelingo_cli.cli.preview import confirm_large_run, paid_retries, show_retry_plan
     from imagelingo_cli.cli.wording import (
         parse_codes,
         parse_languages,
@@ -128,8 +129,15 @@ def retry_failed(
             raise typer.Exit(0)
         if dry_run:
             short = queries.short_ids(store, [str(row["id"]) for row in rows])
-            show_retry_plan(rows, short, settings.model if model else None, json_output=json_output)
+            asked = settings.model if model else None
+            show_retry_plan(rows, short, asked, batch=batch, json_output=json_output)
             raise typer.Exit(0)
+        if not yes:
+            confirm_large_run(
+                paid_retries(rows, settings.model if model else None),
+                settings.confirm_above,
+                batch=batch,
+            )
         try:
             request = RetryRequest(
                 rows,
