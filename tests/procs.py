@@ -4,13 +4,16 @@ terminal), wait on a condition with a deadline, and inspect the database it leav
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import io
 import os
 import pty
+import select
 import signal
 import sqlite3
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -69,6 +72,7 @@ class Proc:
         self._terminal: int | None = None
         self._readers: list[threading.Thread] = []
         self.started = time.monotonic()
+        self._hung_up = threading.Event()
         if terminal:
             master, slave = pty.openpty()
             self.popen = subprocess.Popen(
@@ -79,7 +83,7 @@ class Proc:
                 env=env,
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=preexec_fn,
+                preexec_fn=_controlled_by_stdin(preexec_fn),
             )
             os.close(slave)
             self._terminal = master
@@ -108,7 +112,9 @@ class Proc:
     def _read_fd(self, fd: int, sink: bytearray) -> None:
         def pump() -> None:
             try:
-                while True:
+                while not self._hung_up.is_set():
+                    if not select.select([fd], [], [], 0.05)[0]:
+                        continue
                     try:
                         chunk = os.read(fd, 65536)
                     except OSError:  # EIO: the child closed the terminal
@@ -130,6 +136,13 @@ class Proc:
         """Keys typed at the pseudo terminal (terminal=True only)."""
         assert self._terminal is not None, "not started on a terminal"
         os.write(self._terminal, text.encode())
+
+    def hang_up(self) -> None:
+        """Close the terminal window (terminal=True only): the last handle on the pseudo
+        terminal's master goes, so the kernel sends SIGHUP and the child's writes fail."""
+        assert self._terminal is not None, "not started on a terminal"
+        self._hung_up.set()
+        self._join()
 
     @property
     def pid(self) -> int:
@@ -176,6 +189,18 @@ class Proc:
 
     def text(self) -> str:
         return (self.stdout + b"\n" + self.stderr).decode("utf-8", errors="replace")
+
+
+def _controlled_by_stdin(then: Callable[[], None] | None) -> Callable[[], None]:
+    """In the child, after its new session starts: the terminal on stdin becomes the
+    session's controlling terminal, as a terminal window's shell has it."""
+
+    def preexec() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        if then is not None:
+            then()
+
+    return preexec
 
 
 def _drop_permission_override() -> None:

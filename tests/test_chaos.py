@@ -306,6 +306,49 @@ def test_first_ctrl_c_lets_requests_in_flight_finish_and_exits_130(
     }
 
 
+def test_closing_the_terminal_stops_like_sigterm_and_keeps_what_was_in_flight(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """The terminal window closes under the live table (SIGHUP, writes failing): the requests
+    in flight finish and are recorded, nothing new is sent, the run ends interrupted."""
+    folder = tmp_path / "imgs"
+    make_images(folder, 4, salt=13)
+    with Simulator("ok", latency=1.0) as sim:
+        args = process_args(folder, tmp_path / "out", sim.base_url)
+        proc = Proc(args, env=child_env(GEMINI_API_KEY=KEY), cwd=tmp_path, terminal=True)
+        wait_until(lambda: sim.stats()["in_flight"] >= 2, 30, "two requests in flight")
+        proc.hang_up()
+        code = proc.wait(timeout=20)
+        assert sim.stats()["requests"] == 2
+    assert code == 130
+    (run,) = query(cli.db_path, "SELECT status FROM runs")
+    assert run["status"] == "interrupted"
+    attempts = query(cli.db_path, "SELECT outcome FROM attempts")
+    assert [a["outcome"] for a in attempts] == ["succeeded", "succeeded"]
+    assert integrity(cli.db_path) == ("ok", [])
+
+
+def test_a_run_started_under_nohup_goes_on_when_the_terminal_closes(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """SIGHUP ignored by the parent (`nohup`) stays ignored: the run finishes."""
+    folder = tmp_path / "imgs"
+    make_images(folder, 2, salt=17)
+    with Simulator("ok", latency=0.5) as sim:
+        args = process_args(folder, tmp_path / "out", sim.base_url)
+        proc = Proc(
+            args,
+            env=child_env(GEMINI_API_KEY=KEY),
+            cwd=tmp_path,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+        )
+        wait_until(lambda: sim.stats()["in_flight"] >= 1, 30, "a request in flight")
+        proc.signal(signal.SIGHUP)
+        assert proc.wait(timeout=30) == 0, proc.text()
+    statuses = query(cli.db_path, "SELECT status FROM generations")
+    assert len(statuses) == 4 and {r["status"] for r in statuses} == {"completed"}
+
+
 @pytest.mark.slow
 def test_sigterm_grace_period_ends_by_cancelling_what_is_still_in_flight(
     cli: Cli, tmp_path: Path

@@ -4,6 +4,7 @@ fits the output, and the outcome printed and turned into the exit code."""
 from __future__ import annotations
 
 import io
+import os
 import signal
 import sys
 import threading
@@ -34,6 +35,7 @@ from imagelingo_cli.control import BatchControl
 from imagelingo_cli.errors import SetupError
 
 STOP_GRACE_S = 10.0  # after the first Ctrl-C, in-flight requests get this long to finish
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 T = TypeVar("T")
 
@@ -54,9 +56,12 @@ def run_batch(
     grace: float = STOP_GRACE_S,
 ) -> T:
     """Run one batch (or Batch mode run) on the asyncio loop (google-genai needs asyncio).
-    The first SIGINT or SIGTERM, or the output closing (`| head`), stops new attempts and
+    The first SIGINT, SIGTERM or SIGHUP, or the output closing (`| head`), stops new attempts and
     gives those in flight `grace` seconds; a second signal cancels them at once. A SetupError
     found on the way is exit 2, one line."""
+
+    # Known before a hang-up: a terminal that has hung up no longer says it is one.
+    terminal_fds = [fd for fd in (1, 2) if os.isatty(fd)]
 
     async def main() -> T | SetupError:
         control = BatchControl()
@@ -64,7 +69,7 @@ def run_batch(
         async with anyio.create_task_group() as group:
             stopper = _Stopper(control, group, grace, reporter)
             reporter.on_closed(lambda: stopper.stop("output closed", escalate=False))
-            group.start_soon(_watch_signals, stopper)
+            group.start_soon(_watch_signals, stopper, terminal_fds)
             try:
                 result = await start(control)
             except (SetupError, BaseExceptionGroup) as exc:
@@ -124,12 +129,25 @@ class _Stopper:
         self.control.abort()
 
 
-async def _watch_signals(stopper: _Stopper) -> None:
-    if not _can_watch_signals():
+async def _watch_signals(stopper: _Stopper, terminal_fds: list[int]) -> None:
+    """SIGINT and SIGTERM stop the batch; so does SIGHUP (the terminal closed), after the
+    output on that terminal is pointed at /dev/null, where writing cannot fail. A signal
+    the process was started ignoring (`nohup`) stays ignored."""
+    watched = [s for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+    if not _can_watch_signals() or not watched:
         await anyio.sleep_forever()
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with anyio.open_signal_receiver(*watched) as signals:
         async for signum in signals:
+            if signum == signal.SIGHUP:
+                _write_to_null(terminal_fds)
             stopper.stop(signal.Signals(signum).name)
+
+
+def _write_to_null(fds: list[int]) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in fds:
+        os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _can_watch_signals() -> bool:
