@@ -11,7 +11,13 @@ import pytest
 from rich.console import Console, RenderableType
 
 from imagelingo_cli import events as ev
-from imagelingo_cli.cli.progress import ProgressState, Row, detail_text, render_table
+from imagelingo_cli.cli.progress import (
+    ProgressState,
+    Row,
+    detail_text,
+    render_table,
+    select_rows,
+)
 from imagelingo_cli.cli.records import EventRecords
 from imagelingo_cli.cli.reporters import (
     JsonReporter,
@@ -242,6 +248,23 @@ def test_eta_is_blank_until_a_variation_finishes() -> None:
     assert "ETA 0:20" in render(state)  # 10 s x 8 remaining / concurrency 4
 
 
+def test_eta_is_never_before_the_last_retry_already_scheduled() -> None:
+    """Fast successes do not make the ETA 0:00 while a variation waits 30 s to retry: the
+    run ends no sooner than that retry plus the average time."""
+    clock = FakeClock()
+    state = new_state(clock, total=3)
+    for n in (1, 2, 3):
+        state.apply(ev.AttemptStarted(ref(n), 1, 3, 1))
+    state.apply(ev.AttemptFailed(ref(3), 1, 3, RATE_LIMIT, 30.0, clock.t + 30.0))
+    clock.t += 1
+    state.apply(ev.VariationCompleted(ref(1), 1, 3, "out/1.png"))
+    state.apply(ev.VariationCompleted(ref(2), 1, 3, "out/2.png"))
+    assert "ETA 0:30" in render(state)  # 29 s to the retry, then 1 s on average
+    clock.t += 29
+    state.apply(ev.AttemptStarted(ref(3), 2, 3, 1))
+    assert "ETA 0:30" not in render(state)
+
+
 def test_footer_shows_concurrency_and_cooldown() -> None:
     """A rate status adds the concurrency and, while it lasts, the shared cooldown."""
     clock = FakeClock()
@@ -414,6 +437,28 @@ def test_compact_table_shows_only_failed_and_interrupted_rows() -> None:
     assert "40 done" in out
 
 
+def test_rows_that_fit_are_listed_image_by_image_in_the_order_of_their_names() -> None:
+    """Images are read several at once and queued as they are ready; the table lists them by
+    name, each image's variations in the order they were queued (language by language)."""
+    state = new_state(FakeClock(), total=5)
+    for image, variation, language in [
+        ("tea-label.png", 1, "fr"),
+        ("tea-label.png", 1, "de"),
+        ("cafe-menu.jpg", 1, "fr"),
+        ("cafe-menu.jpg", 2, "fr"),
+        ("shop-sign.png", 1, "fr"),
+    ]:
+        state.apply(ev.VariationQueued(ref(len(state.rows) + 1, image, variation, language)))
+    rows, _ = select_rows(state, max_rows=10)
+    assert [(r.ref.image, r.ref.variation, r.ref.language) for r in rows] == [
+        ("cafe-menu.jpg", 1, "fr"),
+        ("cafe-menu.jpg", 2, "fr"),
+        ("shop-sign.png", 1, "fr"),
+        ("tea-label.png", 1, "fr"),
+        ("tea-label.png", 1, "de"),
+    ]
+
+
 def test_plain_reporter_counts_cooldown_on_the_engine_clock() -> None:
     """A rate change prints one line, its cooldown measured on the injected engine clock."""
     clock = FakeClock(5.0)
@@ -435,8 +480,8 @@ def test_narrow_console_keeps_every_column_and_one_line_per_row() -> None:
     state.apply(ev.VariationQueued(ref(2)))
     lines = render(state, width=100).splitlines()
     assert all(len(line) <= 100 for line in lines)
-    assert re.match(r"…\S*board\.png\s+v2\s+es\s+failed\s+Failed after 2 retries", lines[2])
-    assert re.match(r"cafe-menu\.jpg\s+v1\s+es\s+waiting\s+Waiting", lines[3])
+    assert re.match(r"cafe-menu\.jpg\s+v1\s+es\s+waiting\s+Waiting", lines[2])
+    assert re.match(r"…\S*board\.png\s+v2\s+es\s+failed\s+Failed after 2 retries", lines[3])
     assert lines[-2].startswith("0 done · 1 failed") and lines[-1].startswith("elapsed 0:00")
 
 

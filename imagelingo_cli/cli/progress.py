@@ -80,6 +80,7 @@ class ProgressState:
         self._durations = 0.0
         self._finished_sent = 0
         self._eta_end: float | None = None  # the smoothed estimate of when the run ends
+        self._retry_at: dict[int, float] = {}  # by id(row): the run cannot end before these
 
     # -- folding --
 
@@ -161,9 +162,12 @@ class ProgressState:
             row.ref = ref
         return row
 
-    @staticmethod
-    def _set(row: Row, status: str, detail: str, now: float) -> None:
+    def _set(self, row: Row, status: str, detail: str, now: float) -> None:
         row.status, row.detail, row.changed_at = status, detail, now
+        if status == "retrying" and row.retry_at is not None:
+            self._retry_at[id(row)] = row.retry_at
+        else:
+            self._retry_at.pop(id(row), None)
 
     def _finish(self, row: Row, now: float) -> None:
         """Count a sent variation's time from first attempt to outcome, once, for the ETA."""
@@ -190,11 +194,15 @@ class ProgressState:
         return max(0.0, end - self.started_at)
 
     def eta(self, now: float) -> float | None:
-        """Seconds until the run ends, smoothed over events; None until one variation has
+        """Seconds until the run ends, smoothed over events, and never before the last
+        retry already scheduled has had its average time; None until one variation has
         finished after being sent, and once nothing remains."""
         if self._eta_end is None or self.summary is not None:
             return None
-        return max(0.0, self._eta_end - now)
+        end = self._eta_end
+        if self._retry_at:
+            end = max(end, max(self._retry_at.values()) + self._durations / self._finished_sent)
+        return max(0.0, end - now)
 
     def _update_eta(self, now: float) -> None:
         """Remaining variations at the rate they can finish: as many at once as the
@@ -371,12 +379,15 @@ def select_rows(
 ) -> tuple[list[Row], dict[str, int]]:
     """The rows to show and the per-status counts of those folded away.
 
-    Everything fits: all rows in order. Otherwise active rows first, then the most recently
-    finished, then waiting ones; one line is kept for the fold."""
+    Everything fits: all rows, image by image (images are read several at once, so they are
+    listed in the order they are ready; within one image its variations come in order).
+    Otherwise active rows first, then the most recently finished, then waiting ones; one line
+    is kept for the fold."""
     rows = [r for r in state.rows.values() if statuses is None or r.status in statuses]
     unlisted = max(0, state.total - len(state.rows)) if statuses is None else 0
     limit = max(1, max_rows)
     if len(rows) + (1 if unlisted else 0) <= limit:
+        rows.sort(key=lambda r: r.ref.image)
         return rows, {"waiting": unlisted} if unlisted else {}
     slots = limit - 1
     active = [r for r in rows if r.status in ACTIVE]
