@@ -119,6 +119,7 @@ class TranslationError(Exception):
     retryable: bool | None = None  # None: as the code says
     usage: Usage | None = field(default=None, repr=False)  # a 200 answer is billed too
     quota_per_minute: int | None = None  # a 429's stated per-minute request quota
+    stops_run: bool = False  # every later variation would fail the same way (a full disk)
 
     def __post_init__(self) -> None:
         super().__init__(f"{self.code.label}: {self.message}")
@@ -127,6 +128,12 @@ class TranslationError(Exception):
     def transient(self) -> bool:
         """Whether trying again later may succeed (stored as `is_retryable`)."""
         return self.code.transient if self.retryable is None else self.retryable
+
+    @property
+    def is_global(self) -> bool:
+        """Whether the rest of the run is not sent: the code belongs to the whole project, or
+        this failure would meet every later variation (sending more only spends credits)."""
+        return self.code.is_global or self.stops_run
 
 
 # --- foreign exceptions --------------------------------------------------------------------
@@ -457,8 +464,13 @@ def classify_answer(answer: Answer) -> TranslationError:
 # --- writing the output --------------------------------------------------------------------
 
 
+# A full disk, a quota reached or a read-only file system: no later output can be written.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
 def output_error(path: object, exc: Exception, usage: Usage | None = None) -> TranslationError:
-    """The translated image could not be written: where, and the system's reason and errno."""
+    """The translated image could not be written: the system's reason and errno first (they
+    survive where a long message is cut), then where."""
     if isinstance(exc, OSError) and exc.errno is not None:
         name = errno.errorcode.get(exc.errno, "")
         reason = f"{exc.strerror or exc} (errno {exc.errno}{' ' + name if name else ''})"
@@ -466,8 +478,9 @@ def output_error(path: object, exc: Exception, usage: Usage | None = None) -> Tr
         reason = str(exc) or type(exc).__name__
     return TranslationError(
         ErrorCode.OUTPUT_ERROR,
-        f"the translated image could not be written to {path}: {reason}",
+        f"{reason}: the translated image could not be written to {path}",
         usage=usage,
+        stops_run=isinstance(exc, OSError) and exc.errno in _NO_ROOM,
     )
 
 

@@ -531,3 +531,47 @@ def test_a_kill_between_writing_an_output_and_recording_it_is_adopted_not_paid_a
     assert resent == 1, resent  # only the other variation, which the kill left unsent
     assert summary["credits_charged"] == 2
     assert assert_consistent(cli.db_path, out) == 2
+
+
+# The file system refuses every new file under the output folder, as a full disk does.
+DISK_FULL = """
+import errno, os, sys
+def _disk_full(event, args):
+    if event == "open" and str(args[0]).startswith({out!r}) and (args[2] or 0) & os.O_CREAT:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(args[0]))
+sys.addaudithook(_disk_full)
+"""
+
+
+def test_a_full_disk_stops_sending_and_retry_failed_finishes_once_there_is_room(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """No output can be written: the first OUTPUT_ERROR (ENOSPC) stops the run sending, so
+    credits are not spent on images that cannot be kept; the rest fail as not sent, and
+    retry-failed, once there is room, completes every variation."""
+    folder, out = tmp_path / "imgs", tmp_path / "out"
+    make_images(folder, 4, salt=19)
+    with Simulator("ok") as sim:
+        args = process_args(folder, out, sim.base_url, "--concurrency", "1")
+        full = Proc(
+            args,
+            env=child_env(GEMINI_API_KEY=KEY),
+            cwd=tmp_path,
+            bootstrap=DISK_FULL.format(out=str(out)),
+        )
+        assert full.wait(timeout=60) == 1, full.text()
+        sent = sim.stats()["requests"]
+        assert sent <= 2  # the one that met the full disk, and one sent while it was written
+        text = full.text()
+        assert "Sending stopped - Output Error" in text and "No space left on device" in text
+        rows = query(cli.db_path, "SELECT status, error_code, error_message FROM generations")
+        assert len(rows) == 8 and {(r["status"], r["error_code"]) for r in rows} == {
+            ("failed", "OUTPUT_ERROR")
+        }
+        assert sum(r["error_message"].startswith("not sent: ") for r in rows) == 8 - sent
+
+        retried = cli("retry-failed", "--base-url", sim.base_url, env={"GEMINI_API_KEY": KEY})
+        assert retried.exit_code == 0, retried.output
+        assert sim.stats()["requests"] == sent + 8
+    statuses = query(cli.db_path, "SELECT status FROM generations")
+    assert {r["status"] for r in statuses} == {"completed"}

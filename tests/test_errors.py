@@ -134,8 +134,10 @@ def test_a_write_failure_is_an_output_error_with_path_and_errno() -> None:
     """The disk refusing the output is OUTPUT_ERROR, transient, saying where and why."""
     error = output_error("/out/a.es.v1.png", OSError(28, "No space left on device"))
     assert (error.code, error.transient) == (ErrorCode.OUTPUT_ERROR, True)
-    assert "/out/a.es.v1.png" in error.message
-    assert "No space left on device (errno 28 ENOSPC)" in error.message
+    assert error.message.startswith("No space left on device (errno 28 ENOSPC): ")
+    assert error.message.endswith(" /out/a.es.v1.png")
+    assert error.is_global  # no later output could be written either: the run stops sending
+    assert not output_error("/out/b.png", OSError(21, "Is a directory")).is_global
 
 
 def test_only_a_long_rate_limit_delay_means_the_quota_is_gone() -> None:

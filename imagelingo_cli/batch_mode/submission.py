@@ -151,8 +151,7 @@ class Submission:
             error_message=error.message,
         )
         batch_jobs.mark_imported(self.store, job["id"])
-        if error.code.is_global and run.control.stop_sending(error):
-            run.emit(ev.SendingStopped(ev.ErrorInfo.of(error)))
+        run.stop_sending_if_global(error)
 
     async def _rebuild(self, job: dict[str, Any]) -> Path | None:
         """The job's JSONL again, from its open attempts; a variation whose image is gone or

@@ -109,8 +109,7 @@ class AttemptLoop:
                 return
             assert error is not None
             self.gate.failed(permit, error)
-            if error.code.is_global and control.stop_sending(error):
-                run.emit(ev.SendingStopped(ev.ErrorInfo.of(error)))
+            run.stop_sending_if_global(error)
             not_retried = self._retry_denial(error, attempt)
             retry = self.policy.retries(error, attempt) and not_retried is None
             delay = self.policy.delay(error, attempt, self.rng) if retry else 0.0
@@ -177,6 +176,7 @@ async def deliver(
             attempt_id, ref.generation_id, error, duration_ms=duration_ms, retry_in_ms=None
         )
         run.failed(ref, error, attempts=attempt)
+        run.stop_sending_if_global(error)
         return
     charged = store.attempt_succeeded(
         attempt_id,

@@ -54,6 +54,12 @@ class Run:
         self.store.fail_unsent(ref.generation_id, unsent)
         self.failed(ref, unsent, attempts=attempt, sent=False)
 
+    def stop_sending_if_global(self, error: TranslationError) -> None:
+        """A failure that belongs to the whole run (no key, quota spent, disk full): nothing
+        more is sent, said once."""
+        if error.is_global and self.control.stop_sending(error):
+            self.emit(ev.SendingStopped(ev.ErrorInfo.of(error)))
+
     def failed(
         self,
         ref: ev.VariationRef,
