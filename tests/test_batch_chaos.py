@@ -14,6 +14,7 @@ from conftest import Cli
 from procs import Proc, child_env, integrity, opens_as_image, query, wait_until
 from test_chaos import make_images, process_args
 
+from imagelingo_cli.batch_mode.importing import WORKERS
 from imagelingo_cli.simulator import Simulator
 
 KEY = "fake-key-for-the-simulator"
@@ -201,3 +202,37 @@ def test_a_second_collector_leaves_a_job_to_the_run_waiting_for_it(
     assert {r["status"] for r in query(cli.db_path, "SELECT status FROM generations")} == {
         "batched"
     }
+
+
+def test_a_full_disk_stops_the_import_and_batch_collect_records_the_rest(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """The outputs of a finished job cannot be written (ENOSPC): the import stops at the
+    first, says why, and leaves the job not imported with the rest of its variations waiting;
+    once there is room, batch collect records them (no new job, nothing sent again)."""
+    from test_chaos import DISK_FULL
+
+    folder, out = tmp_path / "imgs", tmp_path / "out"
+    make_images(folder, IMAGES, salt=29)
+    with Simulator("ok", batch_pending=0, batch_running=0.5) as sim:
+        full = Proc(
+            batch_args(folder, out, sim.base_url),
+            env=env(),
+            cwd=tmp_path,
+            bootstrap=DISK_FULL.format(out=str(out)),
+        )
+        assert full.wait(timeout=60) == 1, full.text()
+        assert "No space left on device" in full.text()
+        assert "imagelingo batch collect records the rest" in full.text()
+        (job,) = query(cli.db_path, "SELECT imported_at FROM batch_jobs")
+        assert job["imported_at"] is None
+        statuses = [r["status"] for r in query(cli.db_path, "SELECT status FROM generations")]
+        failed = statuses.count("failed")  # the lines being written when the disk filled
+        assert 1 <= failed <= WORKERS and statuses.count("batched") == len(statuses) - failed
+
+        collected = Proc(["batch", "collect", "--base-url", sim.base_url], env=env(), cwd=tmp_path)
+        assert collected.wait(timeout=60) == 0, collected.text()
+        assert sim.stats()["batch"]["jobs_created"] == 1
+    rows = query(cli.db_path, "SELECT status FROM generations")
+    completed = len(rows) - failed
+    assert sorted(r["status"] for r in rows) == ["completed"] * completed + ["failed"] * failed

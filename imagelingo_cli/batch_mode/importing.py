@@ -100,7 +100,7 @@ class JobImport:
             receive.close()
             async with send:
                 async for line in lines:
-                    if control.stop_requested:
+                    if control.halted:
                         break
                     await send.send(line)
         if path is not None:
@@ -108,6 +108,13 @@ class JobImport:
         if control.stop_requested:
             reason = "stopped while recording its results; imagelingo batch collect finishes"
             self.session.left(job["id"], reason, problem=False)
+            return False
+        if control.global_error is not None:  # a full disk: the rest stays at Google
+            reason = (
+                f"stopped recording its results ({control.global_error.message}); "
+                "imagelingo batch collect records the rest"
+            )
+            self.session.left(job["id"], reason)
             return False
         return True
 
@@ -147,7 +154,11 @@ class JobImport:
                 await self._line(job, line)
 
     async def _line(self, job: dict[str, Any], line: ResultLine) -> None:
-        """One result: the variation completed with its image, or failed with its error."""
+        """One result: the variation completed with its image, or failed with its error
+        (none once an output could not be written for want of room: it waits for a later
+        collect)."""
+        if self.session.run.control.global_error is not None:
+            return
         if line.key is None:
             self.unkeyed += 1
             return
