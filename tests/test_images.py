@@ -21,11 +21,13 @@ from imagelingo_cli.images import (
     MAX_SEND_BYTES,
     MAX_SIDE,
     SUPPORTED_MIME_TYPES,
+    BrokenImage,
     DiscoveryProblem,
     SourceImage,
     discover,
     prepare_image,
     sniff_mime,
+    verify_image,
 )
 from imagelingo_cli.outputs import output_path, remove_stale_temp_files, write_atomic
 
@@ -808,3 +810,41 @@ def test_remove_stale_temp_files(tmp_path: Path) -> None:
     assert remove_stale_temp_files(tmp_path) == 2
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted(keep)
     assert remove_stale_temp_files(tmp_path / "missing") == 0
+
+
+# --- checking a returned image -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (lambda d: d[: len(d) // 2], "is truncated or corrupt: "),
+        (lambda d: d[:-12], "is truncated or corrupt: truncated PNG file"),
+        (
+            lambda d: d[: len(d) // 2] + bytes([d[len(d) // 2] ^ 0xFF]) + d[len(d) // 2 + 1 :],
+            "is truncated or corrupt: broken PNG file (bad header checksum in b'IDAT')",
+        ),
+        (lambda d: b"\x89PNG\r\n\x1a\n", "is truncated or corrupt: "),
+        (lambda d: d[:1], "is not an image (it starts 0x89)"),
+    ],
+    ids=["cut in half", "no end chunk", "a damaged byte", "signature only", "one byte"],
+)
+def test_a_returned_png_is_checked_chunk_by_chunk(damage: Any, words: str) -> None:
+    """A returned PNG is accepted only whole: a cut, a missing end chunk or one damaged byte
+    of pixel data (its CRC) is refused, without decoding the pixels."""
+    data = encode(Image.effect_noise((300, 200), 60).convert("RGB"), "PNG")
+    assert verify_image(data) == "image/png"
+    with pytest.raises(BrokenImage) as refused:
+        verify_image(damage(data))
+    assert str(refused.value).startswith(words)
+
+
+def test_a_returned_jpeg_is_decoded_whole_and_a_huge_png_is_refused_by_its_header() -> None:
+    data = encode(Image.effect_noise((300, 200), 60).convert("RGB"), "JPEG")
+    assert verify_image(data) == "image/jpeg"
+    with pytest.raises(BrokenImage, match="is truncated or corrupt: image file is truncated"):
+        verify_image(data[: len(data) // 2])
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    huge = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b"")
+    with pytest.raises(BrokenImage, match="pixels"):
+        verify_image(huge)
