@@ -32,24 +32,33 @@ def names(conn: sqlite3.Connection, kind: str) -> set[str]:
 
 
 def test_blank_database_gets_the_whole_schema(tmp_path: Path) -> None:
-    """Opening a missing file creates tables, the error_logs view and the lookup indexes."""
+    """Opening a missing file creates the tables, the views that read them whole (generations,
+    attempts, error_logs) and the lookup indexes."""
     path = tmp_path / "new" / "imagelingo.db"
     open_store(path).close()
     conn = sqlite3.connect(path)
-    assert {"runs", "generations", "attempts", "_sqlite_migrations"} <= names(conn, "table")
-    assert names(conn, "view") == {"error_logs"}
+    assert names(conn, "table") == {
+        "runs",
+        "generation_rows",
+        "attempt_rows",
+        "texts",
+        "tallies",
+        "code_tallies",
+        "output_folders",
+        "_sqlite_migrations",
+    }
+    assert names(conn, "view") == {"generations", "attempts", "error_logs"}
     assert {
         "generations_key",
         "generations_updated",
-        "generations_status",
-        "generations_failed_code",
+        "generations_failed",
+        "generations_code",
+        "generations_retryable",
         "generations_run",
-        "attempts_generation",
         "attempts_run",
-        "attempts_code",
     } <= names(conn, "index")
     columns = {row[1] for row in conn.execute("PRAGMA table_info(generations)")}
-    assert APPROVED_RECORD | {"credits_charged", "updated_at", "output_path"} <= columns
+    assert APPROVED_RECORD | {"credits_charged", "updated_at", "output_path", "run_id"} <= columns
 
 
 def test_every_migration_is_recorded_once(tmp_path: Path) -> None:
@@ -126,19 +135,23 @@ def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> 
     conn = sqlite3.connect(path)
     db = Database(conn)
     migrations.apply(db, stop_before="m002_output_intent")
+    stamp = "2026-11-28T20:31:02.123Z"
     conn.execute(
-        "INSERT INTO runs (id, command, started_at, status) VALUES ('r', 'process', 'x', 'done')"
+        "INSERT INTO runs (id, command, started_at, status) VALUES ('r', 'process', ?, 'done')",
+        [stamp],
     )
     conn.execute(
         "INSERT INTO generations (id, run_id, source_path, relative_path, image_sha256,"
         " variation, target_language, model, backend, out_dir, status, attempt_count,"
         " created_at, updated_at)"
         " VALUES ('g', 'r', '/a.png', 'a.png', 'sha', 1, 'es', 'm', 'b', '/o', 'failed', 1,"
-        " 'x', 'x')"
+        " ?1, ?1)",
+        [stamp],
     )
     conn.execute(
         "INSERT INTO attempts (id, generation_id, run_id, attempt_number, trigger, started_at,"
-        " total_tokens) VALUES ('a', 'g', 'r', 1, 'auto', 'x', 1356)"
+        " total_tokens) VALUES ('a', 'g', 'r', 1, 'auto', ?, 1356)",
+        [stamp],
     )
     conn.commit()
     conn.close()
@@ -150,8 +163,9 @@ def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> 
         error = TranslationError(ErrorCode.SAFETY_BLOCKED, "IMAGE_SAFETY: no", 200, usage=usage)
         store.attempt_failed(attempt, "g", error, duration_ms=5, retry_in_ms=None)
         rows = store.db.execute(
-            "SELECT id, total_tokens, thoughts_tokens FROM attempts ORDER BY attempt_number"
+            "SELECT attempt_number, total_tokens, thoughts_tokens FROM attempts"
+            " ORDER BY attempt_number"
         ).fetchall()
     finally:
         store.close()
-    assert rows == [("a", 1356, None), (attempt, 1359, 240)]
+    assert rows == [(1, 1356, None), (attempt.number, 1359, 240)]

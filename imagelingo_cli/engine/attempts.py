@@ -19,6 +19,7 @@ from imagelingo_cli.images import PreparedImage
 from imagelingo_cli.pathtext import encode_path
 from imagelingo_cli.ratelimit import SendGate
 from imagelingo_cli.states import Trigger
+from imagelingo_cli.store import AttemptId
 
 
 class AttemptLoop:
@@ -133,7 +134,7 @@ class AttemptLoop:
         spec: VariationSpec,
         ref: ev.VariationRef,
         attempt: int,
-        attempt_id: str,
+        attempt_id: AttemptId,
         duration_ms: int,
         translation: Translation,
     ) -> None:

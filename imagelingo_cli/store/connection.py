@@ -40,6 +40,8 @@ SCHEMA = (
     "m002_output_intent",
     "m003_answer_thoughts_tokens",
     "m004_run_leases",
+    "m005_compact_history",
+    "m006_tallies",
 )
 
 T = TypeVar("T")
