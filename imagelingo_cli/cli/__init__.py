@@ -18,6 +18,7 @@ from imagelingo_cli.cli import (
     simulator_cmd,
     stats_cmd,
 )
+from imagelingo_cli.cli.params import PlainCommand, PlainGroup
 
 app = typer.Typer(
     name="imagelingo",
@@ -26,14 +27,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rendering it with rich would triple the start-up time
+    cls=PlainGroup,
 )
-app.command()(process_cmd.process)
-app.command("retry-failed")(retry_cmd.retry_failed)
+app.command(cls=PlainCommand)(process_cmd.process)
+app.command("retry-failed", cls=PlainCommand)(retry_cmd.retry_failed)
 app.add_typer(simulator_cmd.app, name="simulator")
-app.command()(history_cmd.history)
-app.command()(show_cmd.show)
-app.command()(stats_cmd.stats)
-app.command()(abandon_cmd.abandon)
+app.command(cls=PlainCommand)(history_cmd.history)
+app.command(cls=PlainCommand)(show_cmd.show)
+app.command(cls=PlainCommand)(stats_cmd.stats)
+app.command(cls=PlainCommand)(abandon_cmd.abandon)
 app.add_typer(settings_cmd.app, name="settings")
 
 

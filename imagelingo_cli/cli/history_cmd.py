@@ -71,8 +71,6 @@ def history(
     credits_charged, first_error_at, last_retry_at, created_at, updated_at (UTC),
     completed_at, output_path and run_id.
     """
-    from rich.console import Console
-
     from imagelingo_cli.cli.wording import parse_codes, resolve_run
     from imagelingo_cli.store import queries
 
@@ -99,6 +97,8 @@ def history(
     if json_output:
         typer.echo(json.dumps([_json(row) for row in rows], indent=2))
         return
+    from rich.console import Console  # not needed for JSON: imported when drawing
+
     console = Console(highlight=False)
     if not rows:
         filtered = run or codes or since

@@ -26,8 +26,6 @@ def show(
     ),
 ) -> None:
     """One variation's details: each attempt, when, how long, outcome, code, message, the wait."""
-    from rich.console import Console
-
     from imagelingo_cli.cli.wording import resolve_generation, story
     from imagelingo_cli.store import queries
 
@@ -43,6 +41,8 @@ def show(
         row["story"] = story(_with_final_round(row, tries))
         typer.echo(json.dumps({**row, "attempts": tries}, indent=2))
         return
+    from rich.console import Console  # not needed for JSON: imported when drawing
+
     console = Console(highlight=False)
     _details(console, _with_final_round(row, tries))
     _attempts(console, tries)

@@ -62,8 +62,6 @@ def stats(
     retries: attempts in scope minus variations attempted. Credits: variations whose first
     success (the one charged) is in scope.
     """
-    from rich.console import Console
-
     from imagelingo_cli.cli.wording import resolve_run
     from imagelingo_cli.store import queries
 
@@ -79,6 +77,8 @@ def stats(
     if json_output:
         typer.echo(json.dumps(report, indent=2))
         return
+    from rich.console import Console  # not needed for JSON: imported when drawing
+
     console = Console(highlight=False)
     if not report["variations"]["variations"]:
         console.print(
