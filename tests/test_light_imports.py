@@ -35,6 +35,7 @@ print(json.dumps({"exit": result.exit_code, "heavy": loaded}))
         (["history", "--errors", "--code", "TIMEOUT", "--limit", "5"], HEAVY + FOR_WRITING),
         (["stats"], HEAVY + FOR_WRITING),
         (["show", "0000"], HEAVY + FOR_WRITING),
+        (["db", "info"], HEAVY + FOR_WRITING),
         (["settings", "show"], HEAVY),
     ],
 )

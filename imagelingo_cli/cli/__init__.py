@@ -10,6 +10,7 @@ import typer
 from imagelingo_cli import __version__
 from imagelingo_cli.cli import (
     abandon_cmd,
+    db_cmd,
     history_cmd,
     process_cmd,
     retry_cmd,
@@ -37,6 +38,7 @@ app.command(cls=PlainCommand)(show_cmd.show)
 app.command(cls=PlainCommand)(stats_cmd.stats)
 app.command(cls=PlainCommand)(abandon_cmd.abandon)
 app.add_typer(settings_cmd.app, name="settings")
+app.add_typer(db_cmd.app, name="db")
 
 
 def _version(value: bool) -> None:
