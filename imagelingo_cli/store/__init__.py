@@ -410,9 +410,7 @@ class Store:
     def fail_unsent(self, generation_id: str, error: TranslationError) -> None:
         """A variation that failed without a request (bad file, or the run stopped sending).
         One that was completed before keeps its status and output."""
-        with self.transaction():
-            seq = self._seq(generation_id)
-            change = tallies.Change(self.db, [seq])
+        with self._writing(generation_id) as seq:
             stamp = now_ms()
             self.db.execute(
                 "UPDATE generation_rows SET status = ?, error_code = ?, error_message_ref = ?,"
@@ -429,12 +427,9 @@ class Store:
                 ],
             )
             self._settle(seq, stamp)
-            change.apply()
 
     def mark_interrupted(self, generation_id: str) -> None:
-        with self.transaction():
-            seq = self._seq(generation_id)
-            change = tallies.Change(self.db, [seq])
+        with self._writing(generation_id) as seq:
             stamp = now_ms()
             self.db.execute(
                 "UPDATE generation_rows SET status = ?, updated_ms = ? WHERE seq = ?"
@@ -442,7 +437,6 @@ class Store:
                 [GenerationStatus.INTERRUPTED, stamp, seq],
             )
             self._settle(seq, stamp)
-            change.apply()
 
     def _settle(self, seq: int, stamp: int) -> None:
         """A variation that was completed before this run took it (a forced redo) stays
@@ -462,11 +456,10 @@ class Store:
         """Record a request about to be sent; returns (attempt id, attempt number). `model`:
         the model asked, when not the variation's own (retry-failed --model)."""
         stamp = now_ms()
-        with self.transaction():
-            (seq, number) = self.db.execute(
-                "SELECT seq, attempt_count + 1 FROM generation_rows WHERE id = ?", [generation_id]
+        with self._writing(generation_id) as seq:
+            (number,) = self.db.execute(
+                "SELECT attempt_count + 1 FROM generation_rows WHERE seq = ?", [seq]
             ).fetchone()
-            change = tallies.Change(self.db, [seq])
             self.db.execute(
                 "INSERT INTO attempt_rows (generation_seq, attempt_number, run_seq, trigger,"
                 f" started_ms, model_ref) VALUES (?, ?, {RUN_SEQ}, ?, ?, ?)",
@@ -478,7 +471,6 @@ class Store:
                 " WHERE seq = ?",
                 [GenerationStatus.RUNNING, number, number - 1, number, stamp, stamp, seq],
             )
-            change.apply()
         return AttemptId(generation_id, number), number
 
     def attempt_failed(
@@ -494,9 +486,7 @@ class Store:
         (None: it was the last). A variation completed before keeps its output and status;
         the failure stays on the attempt."""
         stamp = now_ms()
-        with self.transaction():
-            seq = self._seq(generation_id)
-            change = tallies.Change(self.db, [seq])
+        with self._writing(generation_id) as seq:
             message = self._text(error.message)
             self.db.execute(
                 "UPDATE attempt_rows SET outcome = ?, finished_ms = ?, duration_ms = ?,"
@@ -535,7 +525,6 @@ class Store:
                     " AND output_name IS NOT NULL",
                     [GenerationStatus.RETRYING, stamp, seq],
                 )
-            change.apply()
 
     def attempt_succeeded(
         self,
@@ -551,11 +540,10 @@ class Store:
         returns whether this success charged it."""
         stamp = now_ms()
         folder, name = encoding.split_path(output_path)
-        with self.transaction():
-            (seq, charged_before) = self.db.execute(
-                "SELECT seq, credits_charged FROM generation_rows WHERE id = ?", [generation_id]
+        with self._writing(generation_id) as seq:
+            (charged_before,) = self.db.execute(
+                "SELECT credits_charged FROM generation_rows WHERE seq = ?", [seq]
             ).fetchone()
-            change = tallies.Change(self.db, [seq])
             self.db.execute(
                 "UPDATE attempt_rows SET outcome = ?, finished_ms = ?, duration_ms = ?"
                 " WHERE generation_seq = ? AND attempt_number = ?",
@@ -577,7 +565,6 @@ class Store:
                     seq,
                 ],
             )
-            change.apply()
         return not charged_before
 
     def intend_output(self, generation_id: str, path: str, sha256: str) -> None:
@@ -593,13 +580,12 @@ class Store:
         caller checked the file against its digest); its last attempt, cut short by the
         crash, is what produced it. Returns whether the variation's credit was charged now."""
         stamp = now_ms()
-        with self.transaction():
-            (seq, charged_before, attempts, path, sha256) = self.db.execute(
-                "SELECT seq, credits_charged, attempt_count, pending_output,"
-                " pending_output_sha256 FROM generation_rows WHERE id = ?",
-                [generation_id],
+        with self._writing(generation_id) as seq:
+            (charged_before, attempts, path, sha256) = self.db.execute(
+                "SELECT credits_charged, attempt_count, pending_output, pending_output_sha256"
+                " FROM generation_rows WHERE seq = ?",
+                [seq],
             ).fetchone()
-            change = tallies.Change(self.db, [seq])
             folder, name = encoding.split_path(path)
             self.db.execute(
                 "UPDATE attempt_rows SET outcome = ?, finished_ms = COALESCE(finished_ms, ?)"
@@ -622,7 +608,6 @@ class Store:
                     seq,
                 ],
             )
-            change.apply()
         return not charged_before
 
     def _record_usage(self, seq: int, number: int, usage: Usage) -> None:
@@ -641,15 +626,12 @@ class Store:
         )
 
     def attempt_interrupted(self, attempt: AttemptId, *, duration_ms: int) -> None:
-        with self.transaction():
-            seq = self._seq(attempt.generation_id)
-            change = tallies.Change(self.db, [seq])
+        with self._writing(attempt.generation_id) as seq:
             self.db.execute(
                 "UPDATE attempt_rows SET outcome = ?, finished_ms = ?, duration_ms = ?"
                 " WHERE generation_seq = ? AND attempt_number = ? AND outcome IS NULL",
                 [AttemptOutcome.INTERRUPTED, now_ms(), duration_ms, seq, attempt.number],
             )
-            change.apply()
 
     def check_writable(self) -> None:
         """StoreError unless the database can be written: a read-only file opens and reads
@@ -672,6 +654,16 @@ class Store:
         except BaseException:
             self._text_ids.clear()  # texts added in it are gone with it
             raise
+
+    @contextmanager
+    def _writing(self, generation_id: str) -> Iterator[int]:
+        """One write transaction to a variation (its seq yielded) that moves the tallies by
+        exactly what it changed."""
+        with self.transaction():
+            seq = self._seq(generation_id)
+            change = tallies.Change(self.db, [seq])
+            yield seq
+            change.apply()
 
     def _text(self, value: str | None) -> int | None:
         """The id of `value` in `texts`, added if new (inside a write transaction)."""

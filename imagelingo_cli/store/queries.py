@@ -270,17 +270,7 @@ def _summarise(
     return {
         "scope": {"run_id": run_id, "since": since},
         "variations": {
-            name: count(name)
-            for name in (
-                "variations",
-                "completed",
-                "failed",
-                "abandoned",
-                "interrupted",
-                "in_progress",
-                "attempted",
-                "never_sent",
-            )
+            name: count(name) for name in tallies.VARIATION_TOTALS if name != "attempted_completed"
         },
         "attempts": {
             "total": total,
