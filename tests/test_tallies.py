@@ -16,7 +16,7 @@ from test_history import CONFIG, QUOTA, RATE, TIMEOUT, Recorder
 from imagelingo_cli.answers import Usage
 from imagelingo_cli.errors import ErrorCode, TranslationError
 from imagelingo_cli.states import Trigger
-from imagelingo_cli.store import GenerationKey, Store, open_store, queries, tallies
+from imagelingo_cli.store import GenerationKey, Store, encoding, open_store, queries, tallies
 
 KEY_ENV = {"GEMINI_API_KEY": TEST_KEY}
 EPOCH = "1970-01-01T00:00:00.000Z"
@@ -164,3 +164,33 @@ def test_tokens_of_a_failed_answer_count(rec: Recorder) -> None:
     rec.store.attempt_failed(attempt, gid, refusal, duration_ms=5, retry_in_ms=None)
     assert queries.stats(rec.store)["total_tokens"] == 12
     assert_true(rec.store)
+
+
+def test_since_counts_only_the_attempts_made_since(rec: Recorder) -> None:
+    """--since a moment between two runs: the later run's attempts, and the variations they
+    touched, nothing before."""
+    store = rec.store
+    first = rec.run()
+    early = [rec.variation(first, f"early{index}.png") for index in range(3)]
+    for gid in early:
+        attempt, _ = store.start_attempt(gid, first, Trigger.AUTO)
+        store.attempt_failed(attempt, gid, RATE, duration_ms=5, retry_in_ms=None)
+    store.finish_run(first, "failed")
+    hour = 3_600_000  # the first run took place an hour ago
+    store.db.execute("UPDATE generation_rows SET updated_ms = updated_ms - ?", [hour])
+    store.db.execute(
+        "UPDATE attempt_rows SET started_ms = started_ms - ?1, finished_ms = finished_ms - ?1",
+        [hour],
+    )
+    moment = encoding.iso(encoding.now_ms() - hour // 2)
+    later = rec.run("retry-failed")
+    rec.retry_round(early[0], later)
+    attempt, _ = store.start_attempt(early[0], later, Trigger.MANUAL)
+    store.attempt_succeeded(
+        attempt, early[0], duration_ms=5, output_path="/out/early0.png",
+        output_sha256="ab" * 32, usage=Usage(total_tokens=3),
+    )  # fmt: skip
+    data = queries.stats(store, since=moment)
+    assert data["attempts"]["total"] == 1 and data["variations"]["variations"] == 1
+    assert data["by_code"] == [] and data["credits_charged"] == 1
+    assert queries.stats(store)["attempts"]["total"] == 4
