@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -174,6 +173,8 @@ class Store:
         backend: str | None,
         options: dict[str, Any],
     ) -> str:
+        import socket  # here, not at the top: the read commands never need it
+
         run_id = new_id()
         stamp = now_iso()
         self.db.execute(
