@@ -31,7 +31,7 @@ from _shared import parser, print_table, write_json
 
 from imagelingo_cli.answers import Usage
 from imagelingo_cli.errors import ErrorCode, TranslationError
-from imagelingo_cli.states import Trigger
+from imagelingo_cli.states import AttemptOutcome, Trigger
 from imagelingo_cli.store import GenerationKey, encoding, new_id, open_store, tallies
 
 MODEL = "gemini-2.5-flash-image"
@@ -180,17 +180,18 @@ def _variation(
     ).fetchone()
     answered = failed is None or failed is ErrorCode.NO_IMAGE
     db.execute(
-        "INSERT INTO attempt_rows (generation_seq, attempt_number, run_seq, trigger, started_ms,"
-        " finished_ms, duration_ms, outcome, error_code, error_message_ref, http_status,"
-        " api_status, retry_after_ms, prompt_tokens, output_tokens, total_tokens,"
-        " model_version_ref) VALUES (?, 1, ?, 'auto', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO attempt_rows (generation_seq, attempt_number, run_seq, trigger_code,"
+        " started_ms, finished_ms, duration_ms, outcome_code, error_code, error_message_ref,"
+        " http_status, api_status, retry_after_ms, prompt_tokens, output_tokens, total_tokens,"
+        " model_version_ref) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             seq,
             run_seq,
+            encoding.TRIGGERS[Trigger.AUTO],
             _ms(sent),
             done,
             duration,
-            "failed" if failed else "succeeded",
+            encoding.OUTCOMES[AttemptOutcome.FAILED if failed else AttemptOutcome.SUCCEEDED],
             failed,
             text(message),
             http,

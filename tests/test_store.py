@@ -13,7 +13,8 @@ from sqlite_utils import Database
 
 from imagelingo_cli.answers import Usage
 from imagelingo_cli.errors import ErrorCode, TranslationError
-from imagelingo_cli.store import SCHEMA, GenerationKey, StoreError, open_store
+from imagelingo_cli.states import AttemptOutcome, Trigger
+from imagelingo_cli.store import SCHEMA, GenerationKey, StoreError, encoding, open_store
 from imagelingo_cli.store.schema import migrations
 
 APPROVED_RECORD = {
@@ -169,3 +170,32 @@ def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> 
     finally:
         store.close()
     assert rows == [(1, 1356, None), (attempt.number, 1359, 240)]
+
+
+def test_triggers_and_outcomes_are_numbers_read_as_words(tmp_path: Path) -> None:
+    """Every trigger and outcome has the number it is stored as, and the attempts view (and
+    the table's generated columns) say it in the word of the enum."""
+    assert set(encoding.TRIGGERS) == set(Trigger)
+    assert set(encoding.OUTCOMES) == set(AttemptOutcome)
+    store = open_store(tmp_path / "imagelingo.db")
+    try:
+        run = store.start_run("process", target_language="es", model="m", backend="b", options={})
+        for trigger in Trigger:
+            for outcome in AttemptOutcome:
+                key = GenerationKey(f"{trigger}-{outcome}", "es", "m", 1, "b")
+                gid = store.claim_generation(
+                    key, run_id=run, source_path="/a.png", relative_path="a.png", out_dir="/o",
+                    base_url=None,
+                ).row["id"]  # fmt: skip
+                _, number = store.start_attempt(gid, run, trigger)
+                store.db.execute(
+                    "UPDATE attempt_rows SET outcome_code = ? WHERE attempt_number = ?"
+                    " AND generation_seq = (SELECT seq FROM generation_rows WHERE id = ?)",
+                    [encoding.OUTCOMES[outcome], number, gid],
+                )
+                row = store.db.execute(
+                    "SELECT trigger, outcome FROM attempts WHERE generation_id = ?", [gid]
+                ).fetchone()
+                assert row == (trigger.value, outcome.value)
+    finally:
+        store.close()

@@ -39,7 +39,7 @@ from imagelingo_cli.store.connection import (
     connect_read_only,
     write_transaction,
 )
-from imagelingo_cli.store.encoding import now_ms
+from imagelingo_cli.store.encoding import OUTCOMES, TRIGGERS, now_ms
 from imagelingo_cli.store.liveness import run_alive
 
 __all__ = [
@@ -253,15 +253,15 @@ class Store:
                     "SELECT seq FROM generation_rows WHERE run_seq = ?1"
                     " AND status IN ('pending', 'running', 'retrying')"
                     " UNION SELECT generation_seq FROM attempt_rows WHERE run_seq = ?1"
-                    " AND outcome IS NULL",
+                    " AND outcome_code IS NULL",
                     [run_seq],
                 ).fetchall()
                 change = tallies.Change(self.db, (seq for (seq,) in unfinished))
                 stamp = now_ms()
                 self.db.execute(
-                    "UPDATE attempt_rows SET outcome = ?, finished_ms = ?"
-                    " WHERE run_seq = ? AND outcome IS NULL",
-                    [AttemptOutcome.INTERRUPTED, stamp, run_seq],
+                    "UPDATE attempt_rows SET outcome_code = ?, finished_ms = ?"
+                    " WHERE run_seq = ? AND outcome_code IS NULL",
+                    [OUTCOMES[AttemptOutcome.INTERRUPTED], stamp, run_seq],
                 )
                 self.db.execute(
                     "UPDATE generation_rows SET updated_ms = ?, status = CASE WHEN output_name IS NULL"
@@ -462,9 +462,9 @@ class Store:
                 "SELECT attempt_count + 1 FROM generation_rows WHERE seq = ?", [seq]
             ).fetchone()
             self.db.execute(
-                "INSERT INTO attempt_rows (generation_seq, attempt_number, run_seq, trigger,"
+                "INSERT INTO attempt_rows (generation_seq, attempt_number, run_seq, trigger_code,"
                 f" started_ms, model_ref) VALUES (?, ?, {RUN_SEQ}, ?, ?, ?)",
-                [seq, number, run_id, trigger, stamp, self._text(model)],
+                [seq, number, run_id, TRIGGERS[trigger], stamp, self._text(model)],
             )
             self.db.execute(
                 "UPDATE generation_rows SET status = ?, attempt_count = ?, retry_count = ?,"
@@ -490,12 +490,12 @@ class Store:
         with self._writing(generation_id) as seq:
             message = self._text(error.message)
             self.db.execute(
-                "UPDATE attempt_rows SET outcome = ?, finished_ms = ?, duration_ms = ?,"
+                "UPDATE attempt_rows SET outcome_code = ?, finished_ms = ?, duration_ms = ?,"
                 " error_code = ?, error_message_ref = ?, http_status = ?, api_status = ?,"
                 " retry_after_ms = ?, wait_before_next_ms = ?"
                 " WHERE generation_seq = ? AND attempt_number = ?",
                 [
-                    AttemptOutcome.FAILED,
+                    OUTCOMES[AttemptOutcome.FAILED],
                     stamp,
                     duration_ms,
                     error.code.value,
@@ -546,9 +546,9 @@ class Store:
                 "SELECT credits_charged FROM generation_rows WHERE seq = ?", [seq]
             ).fetchone()
             self.db.execute(
-                "UPDATE attempt_rows SET outcome = ?, finished_ms = ?, duration_ms = ?"
+                "UPDATE attempt_rows SET outcome_code = ?, finished_ms = ?, duration_ms = ?"
                 " WHERE generation_seq = ? AND attempt_number = ?",
-                [AttemptOutcome.SUCCEEDED, stamp, duration_ms, seq, attempt.number],
+                [OUTCOMES[AttemptOutcome.SUCCEEDED], stamp, duration_ms, seq, attempt.number],
             )
             self._record_usage(seq, attempt.number, usage)
             self.db.execute(
@@ -589,10 +589,16 @@ class Store:
             ).fetchone()
             folder, name = encoding.split_path(path)
             self.db.execute(
-                "UPDATE attempt_rows SET outcome = ?, finished_ms = COALESCE(finished_ms, ?)"
+                "UPDATE attempt_rows SET outcome_code = ?, finished_ms = COALESCE(finished_ms, ?)"
                 " WHERE generation_seq = ? AND attempt_number = ?"
-                " AND (outcome IS NULL OR outcome = ?)",
-                [AttemptOutcome.SUCCEEDED, stamp, seq, attempts, AttemptOutcome.INTERRUPTED],
+                " AND (outcome_code IS NULL OR outcome_code = ?)",
+                [
+                    OUTCOMES[AttemptOutcome.SUCCEEDED],
+                    stamp,
+                    seq,
+                    attempts,
+                    OUTCOMES[AttemptOutcome.INTERRUPTED],
+                ],
             )
             self.db.execute(
                 "UPDATE generation_rows SET status = ?, output_folder_ref = ?, output_name = ?,"
@@ -629,9 +635,9 @@ class Store:
     def attempt_interrupted(self, attempt: AttemptId, *, duration_ms: int) -> None:
         with self._writing(attempt.generation_id) as seq:
             self.db.execute(
-                "UPDATE attempt_rows SET outcome = ?, finished_ms = ?, duration_ms = ?"
-                " WHERE generation_seq = ? AND attempt_number = ? AND outcome IS NULL",
-                [AttemptOutcome.INTERRUPTED, now_ms(), duration_ms, seq, attempt.number],
+                "UPDATE attempt_rows SET outcome_code = ?, finished_ms = ?, duration_ms = ?"
+                " WHERE generation_seq = ? AND attempt_number = ? AND outcome_code IS NULL",
+                [OUTCOMES[AttemptOutcome.INTERRUPTED], now_ms(), duration_ms, seq, attempt.number],
             )
 
     def check_writable(self) -> None:

@@ -5,6 +5,8 @@
     digest(sha256)                   a hex SHA-256 as its 32 bytes (shown as hex by `*_sha256`)
     source_folder(source, relative)  the text shared by every image found under one folder
     split_path(path)                 (folder, name): the folder is stored once, the name per row
+    TRIGGERS, OUTCOMES               an attempt's trigger and outcome as the numbers stored (the
+                                     schema's `trigger` and `outcome` columns say them in words)
 
 Each function is the one way its value is written; the reverse is SQL, in the schema's views
 and generated columns, so that `sqlite3` reads the database whole.
@@ -17,7 +19,12 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["digest", "iso", "ms", "now_ms", "source_folder", "split_path"]
+from imagelingo_cli.states import AttemptOutcome, Trigger
+
+__all__ = ["OUTCOMES", "TRIGGERS", "digest", "iso", "ms", "now_ms", "source_folder", "split_path"]
+
+TRIGGERS = {Trigger.AUTO: 0, Trigger.MANUAL: 1}
+OUTCOMES = {AttemptOutcome.SUCCEEDED: 0, AttemptOutcome.FAILED: 1, AttemptOutcome.INTERRUPTED: 2}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")

@@ -143,8 +143,8 @@ def m004_run_leases(db: Database) -> None:
 
 # m005: the history in compact form. Text that repeats (folders, models, backends, messages)
 # is kept once in `texts` and referred to by number; rows refer to runs and variations by
-# number; digests are kept as bytes and times as milliseconds, shown as hex and ISO-8601 text
-# by generated columns. The rows live in `generation_rows` and `attempt_rows`; `generations`
+# number; digests are kept as bytes, times as milliseconds and an attempt's trigger and outcome
+# as small numbers, shown as hex, ISO-8601 and words by generated columns. The rows live in `generation_rows` and `attempt_rows`; `generations`
 # and `attempts` are views that read them whole, with the columns they always had. `runs` is
 # built again under a temporary name (renaming it changes the references to it too).
 _COMPACT_TABLES = """
@@ -212,13 +212,17 @@ CREATE TABLE attempt_rows (
     generation_seq INTEGER NOT NULL REFERENCES generation_rows(seq),
     attempt_number INTEGER NOT NULL,
     run_seq INTEGER NOT NULL REFERENCES runs_m005(seq),
-    trigger TEXT NOT NULL,          -- auto (process) | manual (retry-failed)
+    trigger_code INTEGER NOT NULL,  -- 0: auto (process), 1: manual (retry-failed)
+    trigger TEXT GENERATED ALWAYS AS (CASE trigger_code WHEN 0 THEN 'auto'
+        WHEN 1 THEN 'manual' END) VIRTUAL,
     started_ms INTEGER NOT NULL,
     finished_ms INTEGER,
     started_at TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', started_ms / 1000.0, 'unixepoch')) VIRTUAL,
     finished_at TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%fZ', finished_ms / 1000.0, 'unixepoch')) VIRTUAL,
     duration_ms INTEGER,
-    outcome TEXT,                   -- NULL while in flight; succeeded failed interrupted
+    outcome_code INTEGER,           -- NULL while in flight; 0: succeeded, 1: failed, 2: interrupted
+    outcome TEXT GENERATED ALWAYS AS (CASE outcome_code WHEN 0 THEN 'succeeded'
+        WHEN 1 THEN 'failed' WHEN 2 THEN 'interrupted' END) VIRTUAL,
     error_code TEXT,
     error_message_ref INTEGER REFERENCES texts(id),
     http_status INTEGER,
@@ -271,13 +275,16 @@ INSERT INTO generation_rows (id, run_seq, source_folder_ref, relative_path, imag
            ms(g.created_at), ms(g.updated_at), ms(g.completed_at), ms(g.first_error_at),
            ms(g.last_retry_at)
     FROM generations g ORDER BY g.rowid;
-INSERT INTO attempt_rows (generation_seq, attempt_number, run_seq, trigger, started_ms,
-        finished_ms, duration_ms, outcome, error_code, error_message_ref, http_status,
+INSERT INTO attempt_rows (generation_seq, attempt_number, run_seq, trigger_code, started_ms,
+        finished_ms, duration_ms, outcome_code, error_code, error_message_ref, http_status,
         api_status, retry_after_ms, wait_before_next_ms, prompt_tokens, output_tokens,
         thoughts_tokens, total_tokens, model_version_ref, model_ref)
     SELECT (SELECT seq FROM generation_rows WHERE id = a.generation_id), a.attempt_number,
-           (SELECT seq FROM runs_m005 WHERE id = a.run_id), a.trigger, ms(a.started_at),
-           ms(a.finished_at), a.duration_ms, a.outcome, a.error_code,
+           (SELECT seq FROM runs_m005 WHERE id = a.run_id),
+           CASE a.trigger WHEN 'auto' THEN 0 WHEN 'manual' THEN 1 END, ms(a.started_at),
+           ms(a.finished_at), a.duration_ms,
+           CASE a.outcome WHEN 'succeeded' THEN 0 WHEN 'failed' THEN 1 WHEN 'interrupted' THEN 2 END,
+           a.error_code,
            (SELECT id FROM texts WHERE text = a.error_message), a.http_status, a.api_status,
            a.retry_after_ms, a.wait_before_next_ms, a.prompt_tokens, a.output_tokens,
            a.thoughts_tokens, a.total_tokens,
