@@ -14,7 +14,7 @@ from sqlite_utils import Database
 from imagelingo_cli.answers import Usage
 from imagelingo_cli.errors import ErrorCode, TranslationError
 from imagelingo_cli.states import AttemptOutcome, Trigger
-from imagelingo_cli.store import SCHEMA, GenerationKey, StoreError, encoding, open_store
+from imagelingo_cli.store import SCHEMA, GenerationKey, StoreError, encoding, open_store, tallies
 from imagelingo_cli.store.schema import migrations
 
 APPROVED_RECORD = {
@@ -60,6 +60,10 @@ def test_blank_database_gets_the_whole_schema(tmp_path: Path) -> None:
     } <= names(conn, "index")
     columns = {row[1] for row in conn.execute("PRAGMA table_info(generations)")}
     assert APPROVED_RECORD | {"credits_charged", "updated_at", "output_path", "run_id"} <= columns
+    kept = [row[1] for row in conn.execute("PRAGMA table_info(tallies)")]
+    assert kept == ["run_seq", *tallies.TOTALS]
+    kept = [row[1] for row in conn.execute("PRAGMA table_info(code_tallies)")]
+    assert kept == ["run_seq", "error_code", *tallies.CODE_COUNTS]
 
 
 def test_every_migration_is_recorded_once(tmp_path: Path) -> None:

@@ -373,8 +373,44 @@ def m005_compact_history(db: Database) -> None:
 @migrations()
 def m006_tallies(db: Database) -> None:
     # The stats of every run and of all runs, kept current by each write (see `tallies`).
-    db.executescript(tallies.SCHEMA)
-    tallies.rebuild(db.conn)
+    db.executescript(
+        """
+        CREATE TABLE tallies (
+            run_seq INTEGER PRIMARY KEY,    -- the run (runs.seq), or 0: all runs
+            variations INTEGER NOT NULL DEFAULT 0,
+            completed INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            abandoned INTEGER NOT NULL DEFAULT 0,
+            interrupted INTEGER NOT NULL DEFAULT 0,
+            in_progress INTEGER NOT NULL DEFAULT 0,
+            attempted INTEGER NOT NULL DEFAULT 0,
+            attempted_completed INTEGER NOT NULL DEFAULT 0,
+            never_sent INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            attempts_succeeded INTEGER NOT NULL DEFAULT 0,
+            attempts_failed INTEGER NOT NULL DEFAULT 0,
+            attempts_interrupted INTEGER NOT NULL DEFAULT 0,
+            attempts_in_flight INTEGER NOT NULL DEFAULT 0,
+            total_tokens INTEGER NOT NULL DEFAULT 0,
+            first_try_succeeded INTEGER NOT NULL DEFAULT 0,
+            credits INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE code_tallies (
+            run_seq INTEGER NOT NULL,       -- the run (runs.seq), or 0: all runs
+            error_code TEXT NOT NULL,
+            failed_attempts INTEGER NOT NULL DEFAULT 0,
+            variations INTEGER NOT NULL DEFAULT 0,
+            never_sent INTEGER NOT NULL DEFAULT 0,
+            recovered_auto INTEGER NOT NULL DEFAULT 0,
+            recovered_manual INTEGER NOT NULL DEFAULT 0,
+            still_failed INTEGER NOT NULL DEFAULT 0,
+            abandoned INTEGER NOT NULL DEFAULT 0,
+            unfinished INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_seq, error_code)
+        ) WITHOUT ROWID;
+        """
+    )
+    tallies.rebuild(db.conn)  # counted from the history the database already holds
 
 
 def migrate(conn: sqlite3.Connection) -> None:

@@ -1,6 +1,7 @@
 """The stats, kept current as the history is written, so that `stats` reads a few rows at any
 size: `tallies` holds one row of totals per run and one for all runs (`run_seq` 0);
-`code_tallies` the same per error code.
+`code_tallies` the same per error code (the tables are made by migration m006: their columns
+are TOTALS and CODE_COUNTS).
 
 What a tally counts is defined once, as SQL over a set of (scope, variation) candidates:
 
@@ -24,8 +25,9 @@ scope, into `recovered_auto` (a later attempt of the same round succeeded), `rec
 (a later round succeeded), `still_failed`, `abandoned`, and `unfinished` (interrupted or being
 worked on now); `never_sent` counts those hit before any request.
 
-Every attempt of a variation is started after its last update, so a variation with an attempt
-since a moment was updated since then: `since` finds its candidates by `updated_ms` alone.
+A variation's `updated_ms` moves forward whenever one of its attempts starts, so a variation
+with an attempt since a moment was updated since then: `since` finds its candidates through
+the index on `updated_ms` alone.
 """
 
 from __future__ import annotations
@@ -74,19 +76,6 @@ CODE_COUNTS = (
     "abandoned",
     "unfinished",
 )
-
-SCHEMA = f"""
-CREATE TABLE tallies (
-    run_seq INTEGER PRIMARY KEY,    -- the run (runs.seq), or 0: all runs
-    {", ".join(f"{name} INTEGER NOT NULL DEFAULT 0" for name in TOTALS)}
-);
-CREATE TABLE code_tallies (
-    run_seq INTEGER NOT NULL,       -- the run (runs.seq), or 0: all runs
-    error_code TEXT NOT NULL,
-    {", ".join(f"{name} INTEGER NOT NULL DEFAULT 0" for name in CODE_COUNTS)},
-    PRIMARY KEY (run_seq, error_code)
-) WITHOUT ROWID;
-"""
 
 # A candidate's attempts that are in its scope (`a`: attempts, `c`: candidates).
 _IN_SCOPE = (
