@@ -38,6 +38,8 @@ COMMANDS = [
     ["batch", "status"],
     ["batch", "collect"],
     ["batch", "cancel"],
+    ["db", "info"],
+    ["db", "vacuum"],
 ]
 PYTHON_TYPES = re.compile(r"<(int|str|float|bool|path|text)>|list\[|\{[a-z_]+\}\.\.\.|Path\]")
 

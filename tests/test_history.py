@@ -15,7 +15,7 @@ from imagelingo_cli.answers import Usage
 from imagelingo_cli.cli.when import parse_since
 from imagelingo_cli.errors import ErrorCode, TranslationError
 from imagelingo_cli.states import Trigger
-from imagelingo_cli.store import GenerationKey, Store, open_store
+from imagelingo_cli.store import AttemptId, GenerationKey, Store, encoding, open_store
 
 WIDE = {"COLUMNS": "250"}
 RATE = TranslationError(
@@ -26,6 +26,9 @@ CONFIG = TranslationError(ErrorCode.CONFIG_ERROR, "API key not valid.", 400, "IN
 QUOTA = TranslationError(ErrorCode.QUOTA_EXHAUSTED, "Quota exceeded (limit: 0).", 429)
 
 
+SEQ = "(SELECT seq FROM generation_rows WHERE id = ?)"
+
+
 class Recorder:
     """Writes runs, variations and attempts the way the engine does, through `Store`."""
 
@@ -33,13 +36,14 @@ class Recorder:
         self.store: Store = open_store(path)
         self.clock = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)  # the attempts' timeline
 
-    def _timed(self, attempt: str, duration_ms: int, after_ms: int | None) -> None:
+    def _timed(self, attempt: AttemptId, duration_ms: int, after_ms: int | None) -> None:
         """Give the attempt its place on the timeline: it lasted `duration_ms`, and the next
         one starts `after_ms` after its end (the planned wait, kept to the millisecond)."""
         finished = self.clock + timedelta(milliseconds=duration_ms)
         self.store.db.execute(
-            "UPDATE attempts SET started_at = ?, finished_at = ? WHERE id = ?",
-            [iso(self.clock), iso(finished), attempt],
+            "UPDATE attempt_rows SET started_ms = ?, finished_ms = ?"
+            f" WHERE generation_seq = {SEQ} AND attempt_number = ?",
+            [ms(self.clock), ms(finished), attempt.generation_id, attempt.number],
         )
         self.clock = finished + timedelta(milliseconds=after_ms or 1000)
 
@@ -104,32 +108,24 @@ class Recorder:
     def stamp(self, gid: str, when: str) -> None:
         """Pin updated_at, and move the attempts so the first starts then (keeping their
         gaps), so order and --since are deterministic."""
-        self.store.db.execute("UPDATE generations SET updated_at = ? WHERE id = ?", [when, gid])
-        rows = self.store.db.execute(
-            "SELECT id, started_at, finished_at FROM attempts WHERE generation_id = ?"
-            " ORDER BY attempt_number",
-            [gid],
-        ).fetchall()
-        if not rows:
-            return
-        shift = moment(when) - moment(rows[0][1])
-        for attempt, started, finished in rows:
+        self.store.db.execute(
+            "UPDATE generation_rows SET updated_ms = ? WHERE id = ?", [ms(when), gid]
+        )
+        (first,) = self.store.db.execute(
+            f"SELECT MIN(started_ms) FROM attempt_rows WHERE generation_seq = {SEQ}", [gid]
+        ).fetchone()
+        if first is not None:
+            shift = ms(when) - first
             self.store.db.execute(
-                "UPDATE attempts SET started_at = ?, finished_at = ? WHERE id = ?",
-                [
-                    iso(moment(started) + shift),
-                    iso(moment(finished) + shift) if finished else None,
-                    attempt,
-                ],
+                "UPDATE attempt_rows SET started_ms = started_ms + ?, finished_ms = finished_ms + ?"
+                f" WHERE generation_seq = {SEQ}",
+                [shift, shift, gid],
             )
 
 
-def moment(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def iso(when: datetime) -> str:
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def ms(when: datetime | str) -> int:
+    """A moment as the database keeps it: UTC milliseconds."""
+    return encoding.ms(when if isinstance(when, str) else when.isoformat())
 
 
 @pytest.fixture

@@ -71,6 +71,20 @@ def test_three_languages_two_variations_resume_and_retry_one_language(
         assert "cafe-menu.jpg v2 fr" in retried.output and " es " not in retried.output
     history = cli("history", "--to", "fr", "--errors", "--format", "json").output
     assert [(r["image"], r["language"]) for r in json.loads(history)] == [("cafe-menu.jpg", "fr")]
+    assert "of 6" in cli("history", "--to", "fr", "--limit", "2", env={"COLUMNS": "200"}).output
+
+    french = json.loads(cli("stats", "--to", "fr", "--json").output)
+    assert french["variations"]["variations"] == 6 and french["variations"]["failed"] == 1
+    assert [row["code"] for row in french["by_code"]] == ["SERVER_ERROR"]
+    assert french["scope"]["languages"] == ["fr"]
+    every = json.loads(cli("stats", "--json").output)
+    assert [(r["language"], r["variations"], r["failed"]) for r in every["by_language"]] == [
+        ("es", 6, 0),
+        ("fr", 6, 1),
+        ("pt-BR", 6, 0),
+    ]
+    table = cli("stats", env={"COLUMNS": "120"}).output
+    assert "By language" in table and "pt-BR" in table
 
 
 def test_an_unknown_language_among_valid_ones_refuses_the_whole_command(

@@ -238,7 +238,7 @@ def test_setup_errors_found_late_exit_2_with_one_line(cli: Cli, images: Path) ->
         cli("process", str(images / "shop-sign.png"), "--base-url", sim.base_url, env=KEY_ENV)
     runs = len(query(cli.db_path, "SELECT id FROM runs"))
     conn = sqlite3.connect(cli.db_path)
-    conn.execute("UPDATE generations SET target_language = 'zz-Qqqq-bogus'")
+    conn.execute("UPDATE generation_rows SET target_language = 'zz-Qqqq-bogus'")
     conn.commit()
     conn.close()
     for args, words in (
@@ -273,12 +273,10 @@ def test_ids_are_shown_by_their_shortest_unique_prefix_and_matched_one_way(
     with scenario_simulator(tmp_path, {"rules": rules}) as sim:
         cli("process", str(images), "-n", "2", "--base-url", sim.base_url, env=KEY_ENV)
     conn = sqlite3.connect(cli.db_path)
-    conn.execute("PRAGMA foreign_keys = OFF")
     ids = [r[0] for r in conn.execute("SELECT id FROM generations ORDER BY id LIMIT 2")]
     twins = ["01m8prwqcqa" + "0" * 15, "01m8prwqcqb" + "0" * 15]
-    for old, new in zip(ids, twins, strict=True):
-        conn.execute("UPDATE generations SET id = ? WHERE id = ?", [new, old])
-        conn.execute("UPDATE attempts SET generation_id = ? WHERE generation_id = ?", [new, old])
+    for old, new in zip(ids, twins, strict=True):  # attempts refer to the row, not the id
+        conn.execute("UPDATE generation_rows SET id = ? WHERE id = ?", [new, old])
     conn.commit()
     conn.close()
     history = cli("history", env=WIDE).output

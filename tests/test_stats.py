@@ -11,6 +11,7 @@ from conftest import Cli
 from test_history import CONFIG, QUOTA, RATE, TIMEOUT, Recorder
 
 from imagelingo_cli.states import Trigger
+from imagelingo_cli.store import queries
 
 BUCKETS = ("recovered_auto", "recovered_manual", "still_failed", "abandoned", "unfinished")
 
@@ -41,7 +42,7 @@ def runs(rec: Recorder) -> dict[str, str]:
     rec.fail(dropped, first, RATE)
     rec.store.fail_unsent(rec.variation(first, "unsent.png"), QUOTA)
     rec.store.finish_run(first, "failed")
-    rec.store.db.execute("UPDATE generations SET status = 'abandoned' WHERE id = ?", [dropped])
+    assert queries.abandon(rec.store, [dropped]) == 1
     second = rec.run("retry-failed")
     rec.retry_round(manual, second)
     rec.fail(manual, second, RATE, wait_ms=2000, trigger=Trigger.MANUAL)

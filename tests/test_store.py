@@ -13,7 +13,8 @@ from sqlite_utils import Database
 
 from imagelingo_cli.answers import Usage
 from imagelingo_cli.errors import ErrorCode, TranslationError
-from imagelingo_cli.store import SCHEMA, GenerationKey, StoreError, open_store
+from imagelingo_cli.states import AttemptOutcome, Trigger
+from imagelingo_cli.store import SCHEMA, GenerationKey, StoreError, encoding, open_store, tallies
 from imagelingo_cli.store.schema import migrations
 
 APPROVED_RECORD = {
@@ -32,24 +33,46 @@ def names(conn: sqlite3.Connection, kind: str) -> set[str]:
 
 
 def test_blank_database_gets_the_whole_schema(tmp_path: Path) -> None:
-    """Opening a missing file creates tables, the error_logs view and the lookup indexes."""
+    """Opening a missing file creates the tables, the views that read them whole (generations,
+    attempts, batch_jobs, error_logs) and the lookup indexes."""
     path = tmp_path / "new" / "imagelingo.db"
     open_store(path).close()
     conn = sqlite3.connect(path)
-    assert {"runs", "generations", "attempts", "_sqlite_migrations"} <= names(conn, "table")
-    assert names(conn, "view") == {"error_logs"}
+    assert names(conn, "table") == {
+        "runs",
+        "generation_rows",
+        "attempt_rows",
+        "batch_job_rows",
+        "texts",
+        "tallies",
+        "code_tallies",
+        "language_tallies",
+        "usage_tallies",
+        "output_folders",
+        "_sqlite_migrations",
+    }
+    assert names(conn, "view") == {"generations", "attempts", "batch_jobs", "error_logs"}
     assert {
         "generations_key",
         "generations_updated",
-        "generations_status",
-        "generations_failed_code",
+        "generations_failed",
+        "generations_code",
+        "generations_retryable",
         "generations_run",
-        "attempts_generation",
         "attempts_run",
-        "attempts_code",
+        "attempts_batch_job",
+        "batch_jobs_unimported",
     } <= names(conn, "index")
     columns = {row[1] for row in conn.execute("PRAGMA table_info(generations)")}
-    assert APPROVED_RECORD | {"credits_charged", "updated_at", "output_path"} <= columns
+    assert APPROVED_RECORD | {"credits_charged", "updated_at", "output_path", "run_id"} <= columns
+    kept = [row[1] for row in conn.execute("PRAGMA table_info(tallies)")]
+    assert kept == ["run_seq", *tallies.TOTALS]
+    kept = [row[1] for row in conn.execute("PRAGMA table_info(code_tallies)")]
+    assert kept == ["run_seq", "error_code", *tallies.CODE_COUNTS]
+    kept = [row[1] for row in conn.execute("PRAGMA table_info(language_tallies)")]
+    assert kept == ["run_seq", "language", *tallies.LANGUAGE_COUNTS]
+    kept = [row[1] for row in conn.execute("PRAGMA table_info(usage_tallies)")]
+    assert kept == [*tallies.USAGE_KEYS, *tallies.USAGE_COUNTS]
 
 
 def test_every_migration_is_recorded_once(tmp_path: Path) -> None:
@@ -126,19 +149,23 @@ def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> 
     conn = sqlite3.connect(path)
     db = Database(conn)
     migrations.apply(db, stop_before="m002_output_intent")
+    stamp = "2026-11-28T20:31:02.123Z"
     conn.execute(
-        "INSERT INTO runs (id, command, started_at, status) VALUES ('r', 'process', 'x', 'done')"
+        "INSERT INTO runs (id, command, started_at, status) VALUES ('r', 'process', ?, 'done')",
+        [stamp],
     )
     conn.execute(
         "INSERT INTO generations (id, run_id, source_path, relative_path, image_sha256,"
         " variation, target_language, model, backend, out_dir, status, attempt_count,"
         " created_at, updated_at)"
         " VALUES ('g', 'r', '/a.png', 'a.png', 'sha', 1, 'es', 'm', 'b', '/o', 'failed', 1,"
-        " 'x', 'x')"
+        " ?1, ?1)",
+        [stamp],
     )
     conn.execute(
         "INSERT INTO attempts (id, generation_id, run_id, attempt_number, trigger, started_at,"
-        " total_tokens) VALUES ('a', 'g', 'r', 1, 'auto', 'x', 1356)"
+        " total_tokens) VALUES ('a', 'g', 'r', 1, 'auto', ?, 1356)",
+        [stamp],
     )
     conn.commit()
     conn.close()
@@ -150,8 +177,38 @@ def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> 
         error = TranslationError(ErrorCode.SAFETY_BLOCKED, "IMAGE_SAFETY: no", 200, usage=usage)
         store.attempt_failed(attempt, "g", error, duration_ms=5, retry_in_ms=None)
         rows = store.db.execute(
-            "SELECT id, total_tokens, thoughts_tokens FROM attempts ORDER BY attempt_number"
+            "SELECT attempt_number, total_tokens, thoughts_tokens FROM attempts"
+            " ORDER BY attempt_number"
         ).fetchall()
     finally:
         store.close()
-    assert rows == [("a", 1356, None), (attempt, 1359, 240)]
+    assert rows == [(1, 1356, None), (attempt.number, 1359, 240)]
+
+
+def test_triggers_and_outcomes_are_numbers_read_as_words(tmp_path: Path) -> None:
+    """Every trigger and outcome has the number it is stored as, and the attempts view (and
+    the table's generated columns) say it in the word of the enum."""
+    assert set(encoding.TRIGGERS) == set(Trigger)
+    assert set(encoding.OUTCOMES) == set(AttemptOutcome)
+    store = open_store(tmp_path / "imagelingo.db")
+    try:
+        run = store.start_run("process", target_language="es", model="m", backend="b", options={})
+        for trigger in Trigger:
+            for outcome in AttemptOutcome:
+                key = GenerationKey(f"{trigger}-{outcome}", "es", "m", 1, "b")
+                gid = store.claim_generation(
+                    key, run_id=run, source_path="/a.png", relative_path="a.png", out_dir="/o",
+                    base_url=None,
+                ).row["id"]  # fmt: skip
+                _, number = store.start_attempt(gid, run, trigger)
+                store.db.execute(
+                    "UPDATE attempt_rows SET outcome_code = ? WHERE attempt_number = ?"
+                    " AND generation_seq = (SELECT seq FROM generation_rows WHERE id = ?)",
+                    [encoding.OUTCOMES[outcome], number, gid],
+                )
+                row = store.db.execute(
+                    "SELECT trigger, outcome FROM attempts WHERE generation_id = ?", [gid]
+                ).fetchone()
+                assert row == (trigger.value, outcome.value)
+    finally:
+        store.close()

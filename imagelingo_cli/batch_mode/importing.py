@@ -179,7 +179,7 @@ class JobImport:
             image_job,
             spec,
             ref,
-            attempt["attempt_id"],
+            batch_jobs.attempt_of(attempt),
             translation,
             attempt=1,
             max_attempts=1,

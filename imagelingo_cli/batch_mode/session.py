@@ -78,9 +78,12 @@ class Session:
         its variation's round."""
         ref = ref_of(row)
         duration_ms = elapsed_ms(str(row["started_at"]))
-        attempt_id = str(row["attempt_id"])
         self.run.store.attempt_failed(
-            attempt_id, ref.generation_id, error, duration_ms=duration_ms, retry_in_ms=None
+            batch_jobs.attempt_of(row),
+            ref.generation_id,
+            error,
+            duration_ms=duration_ms,
+            retry_in_ms=None,
         )
         self.run.failed(ref, error, attempts=1, sent=sent)
 
@@ -88,7 +91,7 @@ class Session:
         """The job's attempt in `row` ends without an answer: its variation is sent again
         by a later run."""
         duration_ms = elapsed_ms(str(row["started_at"]))
-        self.run.store.attempt_interrupted(str(row["attempt_id"]), duration_ms=duration_ms)
+        self.run.store.attempt_interrupted(batch_jobs.attempt_of(row), duration_ms=duration_ms)
         self.run.interrupted(ref_of(row), 1)
 
     def left(self, job_id: str, reason: str, *, problem: bool = True) -> None:

@@ -11,6 +11,7 @@ from imagelingo_cli import __version__
 from imagelingo_cli.cli import (
     abandon_cmd,
     batch_mode_cmd,
+    db_cmd,
     history_cmd,
     process_cmd,
     report_cmd,
@@ -21,6 +22,7 @@ from imagelingo_cli.cli import (
     stats_cmd,
 )
 from imagelingo_cli.cli.options import PlainHelp, SettingsDefaults
+from imagelingo_cli.cli.params import PlainGroup
 
 app = typer.Typer(
     name="imagelingo",
@@ -30,6 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rendering it with rich would triple the start-up time
     context_settings={"help_option_names": ["-h", "--help"]},
+    cls=PlainGroup,
 )
 app.command(cls=SettingsDefaults)(process_cmd.process)
 app.command("retry-failed", cls=SettingsDefaults)(retry_cmd.retry_failed)
@@ -41,6 +44,7 @@ app.command(cls=PlainHelp)(abandon_cmd.abandon)
 app.command(cls=PlainHelp)(report_cmd.report)
 app.add_typer(settings_cmd.app, name="settings")
 app.add_typer(batch_mode_cmd.app, name="batch")
+app.add_typer(db_cmd.app, name="db")
 
 
 def _version(value: bool) -> None:

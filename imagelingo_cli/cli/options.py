@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import typer
-from typer.core import TyperCommand
+
+from imagelingo_cli.cli.params import PlainCommand
 
 if TYPE_CHECKING:
     from imagelingo_cli.retry import RetryPolicy
@@ -84,7 +85,7 @@ SETTING_OF = {
 }
 
 
-class PlainHelp(TyperCommand):
+class PlainHelp(PlainCommand):
     """Help in words: arguments by their metavar (`PATH...`, `[ID]...`), never a Python type."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:

@@ -1,4 +1,5 @@
-"""`imagelingo stats`: error analytics from the attempts table, computed in SQL."""
+"""`imagelingo stats`: error analytics, read from the tallies the history keeps (counted from
+the variations in scope for --since and --to)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def stats(
         None, "--run", metavar="RUN", help="Only attempts made in this run (id or unique prefix)."
     ),
     since: str | None = typer.Option(None, "--since", metavar="WHEN", help=SINCE_HELP),
+    to: list[str] | None = options.LANGUAGES,
     db: Path | None = options.DB,
     output: str = typer.Option(
         "table",
@@ -65,10 +67,12 @@ def stats(
     Examples:
       imagelingo stats
       imagelingo stats --run 01m8q0 --json
+      imagelingo stats --to fr
       imagelingo stats --since 7d --format csv > failures-by-code.csv
 
     Scope: the attempts made in --run and/or started since --since (all by default), and the
-    variations they touched, plus those the run holds (or updated since) that were never sent.
+    variations they touched, plus those the run holds (or updated since) that were never sent;
+    with --to, only the variations in those languages. With several languages, a line each.
 
     \b
     Per code, a variation hit by it counts once, by its first failure with it:
@@ -83,7 +87,7 @@ def stats(
     success (the one charged) is in scope.
     """
     from imagelingo_cli.cli.records import write_records
-    from imagelingo_cli.cli.wording import resolve_run
+    from imagelingo_cli.cli.wording import parse_languages, resolve_run
     from imagelingo_cli.pricing import spend
     from imagelingo_cli.store import queries
 
@@ -91,11 +95,13 @@ def stats(
         since_stamp = parse_since(since) if since is not None else None
     except ValueError as exc:
         fail_setup(str(exc))
+    languages = parse_languages(to)
     store = read_db(db)
     try:
         run_id = resolve_run(store, run)
-        report = queries.stats(store, run_id=run_id, since=since_stamp)
-        usd, unpriced = spend(queries.usage_by_model(store, run_id=run_id, since=since_stamp))
+        report = queries.stats(store, run_id=run_id, since=since_stamp, languages=languages)
+        usage = queries.usage_by_model(store, run_id=run_id, since=since_stamp, languages=languages)
+        usd, unpriced = spend(usage)
         report["estimated_spend_usd"] = round(usd, 4)
         report["unpriced_models"] = unpriced
     finally:
@@ -110,11 +116,13 @@ def stats(
     console = stdout_console()
     if not report["variations"]["variations"]:
         console.print(
-            "No variations recorded yet." if not (run or since) else "Nothing in this scope."
+            "No variations recorded yet." if not (run or since or to) else "Nothing in this scope."
         )
         return
     for line in _summary(report):
         console.print(line)
+    if len(report["by_language"]) > 1:
+        console.print(_languages_table(report["by_language"]))
     if report["by_code"]:
         console.print(_codes_table(report["by_code"]))
         console.print(LEGEND, style="dim")
@@ -150,6 +158,19 @@ def _summary(report: dict[str, Any]) -> list[str]:
         ),
     ]
     return lines
+
+
+def _languages_table(rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
+    table = Table(title="By language", box=None, header_style="bold", pad_edge=False)
+    table.add_column("Language", no_wrap=True)
+    for heading in ("Variations", "Completed", "Failed", "Abandoned", "Interrupted", "Unfinished"):
+        table.add_column(heading, justify="right")
+    for row in rows:
+        counts = ("variations", "completed", "failed", "abandoned", "interrupted", "in_progress")
+        table.add_row(row["language"], *(str(row[name]) for name in counts))
+    return table
 
 
 def _codes_table(rows: list[dict[str, Any]]) -> Table:

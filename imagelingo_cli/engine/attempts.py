@@ -20,6 +20,7 @@ from imagelingo_cli.images import PreparedImage
 from imagelingo_cli.pathtext import encode_path
 from imagelingo_cli.ratelimit import SendGate
 from imagelingo_cli.states import Trigger
+from imagelingo_cli.store import AttemptId
 
 
 class AttemptLoop:
@@ -156,7 +157,7 @@ async def deliver(
     job: ImageJob,
     spec: VariationSpec,
     ref: ev.VariationRef,
-    attempt_id: str,
+    attempt_id: AttemptId,
     translation: Translation,
     *,
     attempt: int,

@@ -194,9 +194,12 @@ def gather(store: Store, scope: Scope) -> ReportData:
         scope=scope,
         runs=tuple(queries.runs_in_scope(store, **in_scope)),
         sources=_group(rows, attempts),
-        stats=queries.stats(store, **in_scope),
+        stats=queries.stats(store, run_id=scope.run_id, since=scope.since),
         retries=tuple(queries.retries_by_code(store, **in_scope)),
-        spend=tuple(_spend(row) for row in queries.usage_by_model(store, **in_scope)),
+        spend=tuple(
+            _spend(row)
+            for row in queries.usage_by_model(store, run_id=scope.run_id, since=scope.since)
+        ),
         timeline=attempt_histogram(
             [
                 (_seconds(row["started_at"]), _category(row))

@@ -6,7 +6,10 @@ Tables (open the file with `sqlite3` and they explain themselves):
                  variation, backend); holds the approved error record
     attempts     one row per request to the model, written when it starts and when it ends
     batch_jobs   one row per Batch API job (`batch_jobs` module)
-    error_logs   view: one row per failed attempt (the approved audit trail)
+    texts        each folder, model, backend and message once; the rows refer to them
+    tallies, code_tallies   the stats of each run and of all runs, kept current by each write
+Views: generations, attempts and batch_jobs (a row whole, its texts in place), error_logs
+(one row per failed attempt: the approved audit trail). How values are kept small: `encoding`.
 
 All calls are synchronous and short; the engine makes them from the event-loop thread.
 """
@@ -15,20 +18,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import time
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from imagelingo_cli.errors import TranslationError
 from imagelingo_cli.pathtext import decode_path
 from imagelingo_cli.states import AttemptOutcome, GenerationStatus, RunStatus, Trigger
+from imagelingo_cli.store import encoding, tallies
 from imagelingo_cli.store.connection import (
     SCHEMA,
     StoreError,
@@ -37,10 +40,12 @@ from imagelingo_cli.store.connection import (
     connect_read_only,
     write_transaction,
 )
+from imagelingo_cli.store.encoding import OUTCOMES, TRIGGERS, now_ms
 from imagelingo_cli.store.liveness import run_alive
 
 __all__ = [
     "SCHEMA",
+    "AttemptId",
     "Claim",
     "ClaimKind",
     "GenerationKey",
@@ -105,10 +110,63 @@ class Claim:
     row: dict[str, Any]
 
 
+class AttemptId(NamedTuple):
+    """One attempt: the variation's id and the attempt's number."""
+
+    generation_id: str
+    number: int
+
+
+RUN_SEQ = "(SELECT seq FROM runs WHERE id = ?)"  # a run's number, from its id
+
+
+def variations_of(run_id: str | None) -> tuple[str, list[Any]]:
+    """The FROM clause of a read of `generation_rows g` (SQL, parameters): all of them, or
+    those a run worked on (it holds them now, or made an attempt for them), found through the
+    run's indexes first, never by walking the history for them."""
+    if run_id is None:
+        return "generation_rows g", []
+    members = (
+        f"(SELECT seq FROM generation_rows WHERE run_seq = {RUN_SEQ}"
+        f" UNION SELECT generation_seq FROM attempt_rows WHERE run_seq = {RUN_SEQ}) members"
+    )
+    return f"{members} CROSS JOIN generation_rows g ON g.seq = members.seq", [run_id, run_id]
+
+
+def retryable(
+    *,
+    ids: Sequence[str] = (),
+    run_id: str | None = None,
+    codes: Sequence[str] = (),
+    languages: Sequence[str] = (),
+    transient_only: bool = False,
+) -> tuple[str, list[Any]]:
+    """The query (SQL, parameters) for `Store.select_for_retry`: whole rows, oldest first."""
+    source, params = variations_of(run_id or None)
+    where = ["g.status IN ('failed', 'interrupted')"]
+    if ids:
+        where.append(f"g.id IN ({', '.join('?' * len(ids))})")
+        params += list(ids)
+    if codes:
+        where.append(f"g.error_code IN ({', '.join('?' * len(codes))})")
+        params += list(codes)
+    if languages:
+        where.append(f"g.target_language IN ({', '.join('?' * len(languages))})")
+        params += list(languages)
+    if transient_only:
+        where.append("g.is_retryable = 1")
+    sql = (
+        f"SELECT d.* FROM {source} JOIN generations d ON d.id = g.id"
+        f" WHERE {' AND '.join(where)} ORDER BY g.created_ms, g.seq"
+    )
+    return sql, params
+
+
 class Store:
     def __init__(self, db: sqlite3.Connection, path: Path | None) -> None:
         self.db = db
         self.path = path
+        self._text_ids: dict[str, int] = {}  # texts seen by this connection (see `_text`)
 
     # -- runs --
 
@@ -121,6 +179,8 @@ class Store:
         backend: str | None,
         options: dict[str, Any],
     ) -> str:
+        import socket  # here, not at the top: the read commands never need it
+
         run_id = new_id()
         stamp = now_iso()
         self.db.execute(
@@ -171,7 +231,9 @@ class Store:
     def is_recorded_output(self, sha256: str) -> bool:
         """Whether content with this digest is an output imagelingo wrote."""
         row = self.db.execute(
-            "SELECT 1 FROM generations WHERE output_sha256 = ? LIMIT 1", [sha256]
+            "SELECT 1 FROM generation_rows WHERE output_digest IS NOT NULL"
+            " AND substr(output_digest, 1, 8) = substr(?1, 1, 8) AND output_digest = ?1 LIMIT 1",
+            [encoding.digest(sha256)],
         ).fetchone()
         return row is not None
 
@@ -192,24 +254,33 @@ class Store:
         attempts, are the job's, not the run's: they stay as they are. Returns how many runs
         were recovered."""
         runs = self._rows("SELECT * FROM runs WHERE status = ?", [RunStatus.RUNNING])
-        dead = [run["id"] for run in runs if not run_alive(run)]
-        for run_id in dead:
+        dead = [(run["seq"], run["id"]) for run in runs if not run_alive(run)]
+        for run_seq, run_id in dead:
             with self.transaction():
-                stamp = now_iso()
+                unfinished = self.db.execute(
+                    "SELECT seq FROM generation_rows WHERE run_seq = ?1"
+                    " AND status IN ('pending', 'running', 'retrying')"
+                    " UNION SELECT generation_seq FROM attempt_rows WHERE run_seq = ?1"
+                    " AND outcome_code IS NULL AND trigger_code != ?2",
+                    [run_seq, TRIGGERS[Trigger.BATCH]],
+                ).fetchall()
+                change = tallies.Change(self.db, (seq for (seq,) in unfinished))
+                stamp = now_ms()
                 self.db.execute(
-                    "UPDATE attempts SET outcome = ?, finished_at = ?"
-                    " WHERE run_id = ? AND outcome IS NULL AND trigger != ?",
-                    [AttemptOutcome.INTERRUPTED, stamp, run_id, Trigger.BATCH],
+                    "UPDATE attempt_rows SET outcome_code = ?, finished_ms = ?"
+                    " WHERE run_seq = ? AND outcome_code IS NULL AND trigger_code != ?",
+                    [OUTCOMES[AttemptOutcome.INTERRUPTED], stamp, run_seq, TRIGGERS[Trigger.BATCH]],
                 )
                 self.db.execute(
-                    "UPDATE generations SET updated_at = ?, status = CASE WHEN output_path IS NULL"
+                    "UPDATE generation_rows SET updated_ms = ?, status = CASE WHEN output_name IS NULL"
                     " THEN 'interrupted' ELSE 'completed' END"
-                    " WHERE run_id = ? AND status IN ('pending', 'running', 'retrying')",
-                    [stamp, run_id],
+                    " WHERE run_seq = ? AND status IN ('pending', 'running', 'retrying')",
+                    [stamp, run_seq],
                 )
+                change.apply()
                 self.db.execute(
                     "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
-                    [RunStatus.INTERRUPTED, stamp, run_id],
+                    [RunStatus.INTERRUPTED, now_iso(), run_id],
                 )
         return len(dead)
 
@@ -228,50 +299,49 @@ class Store:
     ) -> Claim:
         """Atomically take a variation for this run, unless it is done or another live run has it."""
         with self.transaction():
+            place = [
+                self._text(encoding.source_folder(source_path, relative_path)),
+                relative_path,
+                self._text(out_dir),
+                self._text(base_url),
+            ]
             row = self.find_generation(key)
-            stamp = now_iso()
+            stamp = now_ms()
             if row is None:
                 generation_id = new_id()
-                self.db.execute(
-                    "INSERT INTO generations (id, run_id, source_path, relative_path,"
-                    " image_sha256, variation, target_language, model, backend, base_url, out_dir,"
-                    " status, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq,) = self.db.execute(
+                    "INSERT INTO generation_rows (id, run_seq, source_folder_ref, relative_path,"
+                    " out_dir_ref, base_url_ref, image_digest, variation, target_language,"
+                    " model_ref, backend_ref, status, created_ms, updated_ms)"
+                    f" VALUES (?, {RUN_SEQ}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
                     [
                         generation_id,
                         run_id,
-                        source_path,
-                        relative_path,
-                        key.image_sha256,
+                        *place,
+                        encoding.digest(key.image_sha256),
                         key.variation,
                         key.target_language,
-                        key.model,
-                        key.backend,
-                        base_url,
-                        out_dir,
+                        self._text(key.model),
+                        self._text(key.backend),
                         GenerationStatus.PENDING,
                         stamp,
                         stamp,
                     ],
-                )
+                ).fetchone()
+                tallies.Change(self.db, ()).apply(seq)
                 return Claim(ClaimKind.SEND, self.generation(generation_id))
             kind = self.claim_decision(row, run_id=run_id, force=force)
             if kind is not ClaimKind.SEND:
                 return Claim(kind, row)
+            seq = self._seq(row["id"])
+            change = tallies.Change(self.db, [seq])
             self.db.execute(
-                "UPDATE generations SET run_id = ?, status = ?, source_path = ?,"
-                " relative_path = ?, out_dir = ?, base_url = ?, updated_at = ? WHERE id = ?",
-                [
-                    run_id,
-                    GenerationStatus.PENDING,
-                    source_path,
-                    relative_path,
-                    out_dir,
-                    base_url,
-                    stamp,
-                    row["id"],
-                ],
+                f"UPDATE generation_rows SET run_seq = {RUN_SEQ}, status = ?, source_folder_ref = ?,"
+                " relative_path = ?, out_dir_ref = ?, base_url_ref = ?, updated_ms = ?"
+                " WHERE seq = ?",
+                [run_id, GenerationStatus.PENDING, *place, stamp, seq],
             )
+            change.apply()
             return Claim(ClaimKind.SEND, self.generation(row["id"]))
 
     def claim_decision(self, row: dict[str, Any], *, run_id: str | None, force: bool) -> ClaimKind:
@@ -296,11 +366,16 @@ class Store:
         return ClaimKind.SEND
 
     def find_generation(self, key: GenerationKey) -> dict[str, Any] | None:
-        """The variation with this content key, if one was ever recorded."""
+        """The variation with this content key, if one was ever recorded (through the key's
+        index: texts not recorded yet mean no such variation)."""
+        model, backend = self._known_text(key.model), self._known_text(key.backend)
+        if model is None or backend is None:
+            return None
         return self._row(
-            "SELECT * FROM generations WHERE image_sha256 = ? AND target_language = ?"
-            " AND model = ? AND variation = ? AND backend = ?",
-            [key.image_sha256, key.target_language, key.model, key.variation, key.backend],
+            "SELECT * FROM generations WHERE id = (SELECT id FROM generation_rows"
+            " WHERE image_digest = ? AND target_language = ? AND model_ref = ?"
+            " AND variation = ? AND backend_ref = ?)",
+            [encoding.digest(key.image_sha256), key.target_language, model, key.variation, backend],
         )
 
     def claim_for_retry(self, generation_id: str, run_id: str) -> Claim:
@@ -310,10 +385,14 @@ class Store:
             kind = self.claim_decision(row, run_id=run_id, force=False)
             if kind is not ClaimKind.SEND:
                 return Claim(kind, row)
+            seq = self._seq(generation_id)
+            change = tallies.Change(self.db, [seq])
             self.db.execute(
-                "UPDATE generations SET run_id = ?, status = ?, updated_at = ? WHERE id = ?",
-                [run_id, GenerationStatus.PENDING, now_iso(), generation_id],
+                f"UPDATE generation_rows SET run_seq = {RUN_SEQ}, status = ?, updated_ms = ?"
+                " WHERE seq = ?",
+                [run_id, GenerationStatus.PENDING, now_ms(), seq],
             )
+            change.apply()
             return Claim(ClaimKind.SEND, self.generation(generation_id))
 
     def select_for_retry(
@@ -328,27 +407,14 @@ class Store:
         """Failed or interrupted, not abandoned variations, oldest first: those with these
         exact `ids`, and/or that `run_id` worked on, and/or whose last error has one of the
         `codes`, and/or in one of the `languages`."""
-        where = ["g.status IN ('failed', 'interrupted')"]
-        params: list[Any] = []
-        if ids:
-            where.append(f"g.id IN ({', '.join('?' * len(ids))})")
-            params += list(ids)
-        if run_id:
-            where.append(
-                "(g.run_id = ? OR g.id IN (SELECT generation_id FROM attempts WHERE run_id = ?))"
-            )
-            params += [run_id, run_id]
-        if codes:
-            where.append(f"g.error_code IN ({', '.join('?' * len(codes))})")
-            params += list(codes)
-        if languages:
-            where.append(f"g.target_language IN ({', '.join('?' * len(languages))})")
-            params += list(languages)
-        if transient_only:
-            where.append("g.is_retryable = 1")
         return self._rows(
-            f"SELECT g.* FROM generations g WHERE {' AND '.join(where)} ORDER BY g.created_at, g.id",
-            params,
+            *retryable(
+                ids=ids,
+                run_id=run_id,
+                codes=codes,
+                languages=languages,
+                transient_only=transient_only,
+            )
         )
 
     def generation(self, generation_id: str) -> dict[str, Any]:
@@ -359,90 +425,94 @@ class Store:
 
     def output_owner(self, path: str) -> str | None:
         """The generation whose output is `path`, recorded or about to be written, if any."""
+        folder, name = encoding.split_path(path)
         row = self.db.execute(
-            "SELECT id FROM generations WHERE output_path = ? OR pending_output = ? LIMIT 1",
-            [path, path],
+            "SELECT id FROM generation_rows WHERE (output_name = ? AND output_folder_ref ="
+            " (SELECT id FROM texts WHERE text = ?))"
+            " OR (pending_output = ? AND pending_output IS NOT NULL) LIMIT 1",
+            [name, folder, path],
         ).fetchone()
         return str(row[0]) if row else None
 
     def fail_unsent(self, generation_id: str, error: TranslationError) -> None:
         """A variation that failed without a request (bad file, or the run stopped sending).
         One that was completed before keeps its status and output."""
-        stamp = now_iso()
-        self._record_error(generation_id, error, GenerationStatus.FAILED, stamp)
-        self._settle(generation_id, stamp)
+        with self._writing(generation_id) as seq:
+            stamp = now_ms()
+            self._record_error(seq, error, GenerationStatus.FAILED, stamp)
+            self._settle(seq, stamp)
 
     def mark_interrupted(self, generation_id: str) -> None:
         """The variation's run (or Batch API job) stopped before it finished."""
-        stamp = now_iso()
-        self.db.execute(
-            "UPDATE generations SET status = ?, updated_at = ? WHERE id = ?"
-            " AND status IN ('pending', 'running', 'retrying', 'batched')"
-            " AND output_path IS NULL",
-            [GenerationStatus.INTERRUPTED, stamp, generation_id],
-        )
-        self._settle(generation_id, stamp)
+        with self._writing(generation_id) as seq:
+            stamp = now_ms()
+            self.db.execute(
+                "UPDATE generation_rows SET status = ?, updated_ms = ? WHERE seq = ?"
+                " AND status IN ('pending', 'running', 'retrying', 'batched')"
+                " AND output_name IS NULL",
+                [GenerationStatus.INTERRUPTED, stamp, seq],
+            )
+            self._settle(seq, stamp)
 
     def _record_error(
-        self, generation_id: str, error: TranslationError, status: GenerationStatus, stamp: str
+        self, seq: int, error: TranslationError, status: GenerationStatus, stamp: int
     ) -> None:
         """The approved error record of a variation that has no output (one that has keeps
         its record clean: the failure stays on the attempt)."""
         self.db.execute(
-            "UPDATE generations SET status = ?, error_code = ?, error_message = ?,"
-            " is_retryable = ?, first_error_at = COALESCE(first_error_at, ?), updated_at = ?,"
+            "UPDATE generation_rows SET status = ?, error_code = ?, error_message_ref = ?,"
+            " is_retryable = ?, first_error_ms = COALESCE(first_error_ms, ?), updated_ms = ?,"
             " pending_output = NULL, pending_output_sha256 = NULL"
-            " WHERE id = ? AND output_path IS NULL",
+            " WHERE seq = ? AND output_name IS NULL",
             [
                 status,
                 error.code.value,
-                error.message,
+                self._text(error.message),
                 int(error.transient),
                 stamp,
                 stamp,
-                generation_id,
+                seq,
             ],
         )
 
-    def _settle(self, generation_id: str, stamp: str) -> None:
+    def _settle(self, seq: int, stamp: int) -> None:
         """A variation that was completed before this run took it (a forced redo) stays
         completed with its output, whatever became of the redo."""
         self.db.execute(
-            "UPDATE generations SET status = ?, pending_output = NULL,"
-            " pending_output_sha256 = NULL, updated_at = ? WHERE id = ?"
-            " AND output_path IS NOT NULL AND status != ?",
-            [GenerationStatus.COMPLETED, stamp, generation_id, GenerationStatus.COMPLETED],
+            "UPDATE generation_rows SET status = ?, pending_output = NULL,"
+            " pending_output_sha256 = NULL, updated_ms = ? WHERE seq = ?"
+            " AND output_name IS NOT NULL AND status != ?",
+            [GenerationStatus.COMPLETED, stamp, seq, GenerationStatus.COMPLETED],
         )
 
     # -- attempts --
 
     def start_attempt(
         self, generation_id: str, run_id: str, trigger: Trigger, *, model: str | None = None
-    ) -> tuple[str, int]:
+    ) -> tuple[AttemptId, int]:
         """Record a request about to be sent; returns (attempt id, attempt number). `model`:
         the model asked, when not the variation's own (retry-failed --model)."""
-        attempt_id = new_id()
-        stamp = now_iso()
-        with self.transaction():
+        stamp = now_ms()
+        with self._writing(generation_id) as seq:
             (number,) = self.db.execute(
-                "SELECT attempt_count + 1 FROM generations WHERE id = ?", [generation_id]
+                "SELECT attempt_count + 1 FROM generation_rows WHERE seq = ?", [seq]
             ).fetchone()
             self.db.execute(
-                "INSERT INTO attempts (id, generation_id, run_id, attempt_number, trigger,"
-                " started_at, model) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [attempt_id, generation_id, run_id, number, trigger, stamp, model],
+                "INSERT INTO attempt_rows (generation_seq, attempt_number, run_seq, trigger_code,"
+                f" started_ms, model_ref) VALUES (?, ?, {RUN_SEQ}, ?, ?, ?)",
+                [seq, number, run_id, TRIGGERS[trigger], stamp, self._text(model)],
             )
             self.db.execute(
-                "UPDATE generations SET status = ?, attempt_count = ?, retry_count = ?,"
-                " last_retry_at = CASE WHEN ? > 1 THEN ? ELSE last_retry_at END, updated_at = ?"
-                " WHERE id = ?",
-                [GenerationStatus.RUNNING, number, number - 1, number, stamp, stamp, generation_id],
+                "UPDATE generation_rows SET status = ?, attempt_count = ?, retry_count = ?,"
+                " last_retry_ms = CASE WHEN ? > 1 THEN ? ELSE last_retry_ms END, updated_ms = ?"
+                " WHERE seq = ?",
+                [GenerationStatus.RUNNING, number, number - 1, number, stamp, stamp, seq],
             )
-        return attempt_id, number
+        return AttemptId(generation_id, number), number
 
     def attempt_failed(
         self,
-        attempt_id: str,
+        attempt: AttemptId,
         generation_id: str,
         error: TranslationError,
         *,
@@ -454,42 +524,44 @@ class Store:
         (None: it was the last), `not_retried` why a retry the policy allows was not made. A
         variation completed before keeps its output and status; the failure stays on the
         attempt."""
-        stamp = now_iso()
-        with self.transaction():
+        stamp = now_ms()
+        with self._writing(generation_id) as seq:
             self.db.execute(
-                "UPDATE attempts SET outcome = ?, finished_at = ?, duration_ms = ?,"
-                " error_code = ?, error_message = ?, http_status = ?, api_status = ?,"
-                " retry_after_ms = ?, wait_before_next_ms = ?, not_retried = ? WHERE id = ?",
+                "UPDATE attempt_rows SET outcome_code = ?, finished_ms = ?, duration_ms = ?,"
+                " error_code = ?, error_message_ref = ?, http_status = ?, api_status = ?,"
+                " retry_after_ms = ?, wait_before_next_ms = ?, not_retried_ref = ?"
+                " WHERE generation_seq = ? AND attempt_number = ?",
                 [
-                    AttemptOutcome.FAILED,
+                    OUTCOMES[AttemptOutcome.FAILED],
                     stamp,
                     duration_ms,
                     error.code.value,
-                    error.message,
+                    self._text(error.message),
                     error.http_status,
                     error.api_status,
                     error.retry_after_ms,
                     retry_in_ms,
-                    not_retried,
-                    attempt_id,
+                    self._text(not_retried),
+                    seq,
+                    attempt.number,
                 ],
             )
             if error.usage is not None:
-                self._record_usage(attempt_id, error.usage)
+                self._record_usage(seq, attempt.number, error.usage)
             status = GenerationStatus.FAILED if retry_in_ms is None else GenerationStatus.RETRYING
-            self._record_error(generation_id, error, status, stamp)
+            self._record_error(seq, error, status, stamp)
             if retry_in_ms is None:
-                self._settle(generation_id, stamp)
+                self._settle(seq, stamp)
             else:  # a forced redo of a completed variation that will retry
                 self.db.execute(
-                    "UPDATE generations SET status = ?, updated_at = ? WHERE id = ?"
-                    " AND output_path IS NOT NULL",
-                    [GenerationStatus.RETRYING, stamp, generation_id],
+                    "UPDATE generation_rows SET status = ?, updated_ms = ? WHERE seq = ?"
+                    " AND output_name IS NOT NULL",
+                    [GenerationStatus.RETRYING, stamp, seq],
                 )
 
     def attempt_succeeded(
         self,
-        attempt_id: str,
+        attempt: AttemptId,
         generation_id: str,
         *,
         duration_ms: int,
@@ -499,28 +571,31 @@ class Store:
     ) -> bool:
         """Record success. The variation's one credit is charged on its first success only;
         returns whether this success charged it."""
-        stamp = now_iso()
-        with self.transaction():
+        stamp = now_ms()
+        folder, name = encoding.split_path(output_path)
+        with self._writing(generation_id) as seq:
             (charged_before,) = self.db.execute(
-                "SELECT credits_charged FROM generations WHERE id = ?", [generation_id]
+                "SELECT credits_charged FROM generation_rows WHERE seq = ?", [seq]
             ).fetchone()
             self.db.execute(
-                "UPDATE attempts SET outcome = ?, finished_at = ?, duration_ms = ? WHERE id = ?",
-                [AttemptOutcome.SUCCEEDED, stamp, duration_ms, attempt_id],
+                "UPDATE attempt_rows SET outcome_code = ?, finished_ms = ?, duration_ms = ?"
+                " WHERE generation_seq = ? AND attempt_number = ?",
+                [OUTCOMES[AttemptOutcome.SUCCEEDED], stamp, duration_ms, seq, attempt.number],
             )
-            self._record_usage(attempt_id, usage)
+            self._record_usage(seq, attempt.number, usage)
             self.db.execute(
-                "UPDATE generations SET status = ?, output_path = ?, output_sha256 = ?,"
-                " error_code = NULL, error_message = NULL, is_retryable = NULL,"
-                " credits_charged = 1, pending_output = NULL, pending_output_sha256 = NULL,"
-                " completed_at = ?, updated_at = ? WHERE id = ?",
+                "UPDATE generation_rows SET status = ?, output_folder_ref = ?, output_name = ?,"
+                " output_digest = ?, error_code = NULL, error_message_ref = NULL,"
+                " is_retryable = NULL, credits_charged = 1, pending_output = NULL,"
+                " pending_output_sha256 = NULL, completed_ms = ?, updated_ms = ? WHERE seq = ?",
                 [
                     GenerationStatus.COMPLETED,
-                    output_path,
-                    output_sha256,
+                    self._text(folder),
+                    name,
+                    encoding.digest(output_sha256),
                     stamp,
                     stamp,
-                    generation_id,
+                    seq,
                 ],
             )
         return not charged_before
@@ -529,7 +604,7 @@ class Store:
         """Before an output is written: where it goes and what it holds, so that a run killed
         between the write and `attempt_succeeded` leaves a file the next run can adopt."""
         self.db.execute(
-            "UPDATE generations SET pending_output = ?, pending_output_sha256 = ? WHERE id = ?",
+            "UPDATE generation_rows SET pending_output = ?, pending_output_sha256 = ? WHERE id = ?",
             [path, sha256, generation_id],
         )
 
@@ -537,53 +612,65 @@ class Store:
         """Complete a variation with the output an earlier run wrote but did not record (the
         caller checked the file against its digest); its last attempt, cut short by the
         crash, is what produced it. Returns whether the variation's credit was charged now."""
-        stamp = now_iso()
-        with self.transaction():
-            (charged_before, attempts) = self.db.execute(
-                "SELECT credits_charged, attempt_count FROM generations WHERE id = ?",
-                [generation_id],
+        stamp = now_ms()
+        with self._writing(generation_id) as seq:
+            (charged_before, attempts, path, sha256) = self.db.execute(
+                "SELECT credits_charged, attempt_count, pending_output, pending_output_sha256"
+                " FROM generation_rows WHERE seq = ?",
+                [seq],
             ).fetchone()
+            folder, name = encoding.split_path(path)
             self.db.execute(
-                "UPDATE attempts SET outcome = ?, finished_at = COALESCE(finished_at, ?)"
-                " WHERE generation_id = ? AND attempt_number = ?"
-                " AND (outcome IS NULL OR outcome = ?)",
+                "UPDATE attempt_rows SET outcome_code = ?, finished_ms = COALESCE(finished_ms, ?)"
+                " WHERE generation_seq = ? AND attempt_number = ?"
+                " AND (outcome_code IS NULL OR outcome_code = ?)",
                 [
-                    AttemptOutcome.SUCCEEDED,
+                    OUTCOMES[AttemptOutcome.SUCCEEDED],
                     stamp,
-                    generation_id,
+                    seq,
                     attempts,
-                    AttemptOutcome.INTERRUPTED,
+                    OUTCOMES[AttemptOutcome.INTERRUPTED],
                 ],
             )
             self.db.execute(
-                "UPDATE generations SET status = ?, output_path = pending_output,"
-                " output_sha256 = pending_output_sha256, error_code = NULL, error_message = NULL,"
+                "UPDATE generation_rows SET status = ?, output_folder_ref = ?, output_name = ?,"
+                " output_digest = ?, error_code = NULL, error_message_ref = NULL,"
                 " is_retryable = NULL, credits_charged = 1, pending_output = NULL,"
-                " pending_output_sha256 = NULL, completed_at = ?, updated_at = ? WHERE id = ?",
-                [GenerationStatus.COMPLETED, stamp, stamp, generation_id],
+                " pending_output_sha256 = NULL, completed_ms = ?, updated_ms = ? WHERE seq = ?",
+                [
+                    GenerationStatus.COMPLETED,
+                    self._text(folder),
+                    name,
+                    encoding.digest(sha256),
+                    stamp,
+                    stamp,
+                    seq,
+                ],
             )
         return not charged_before
 
-    def _record_usage(self, attempt_id: str, usage: Usage) -> None:
+    def _record_usage(self, seq: int, number: int, usage: Usage) -> None:
         self.db.execute(
-            "UPDATE attempts SET prompt_tokens = ?, output_tokens = ?, thoughts_tokens = ?,"
-            " total_tokens = ?, model_version = ? WHERE id = ?",
+            "UPDATE attempt_rows SET prompt_tokens = ?, output_tokens = ?, thoughts_tokens = ?,"
+            " total_tokens = ?, model_version_ref = ? WHERE generation_seq = ? AND attempt_number = ?",
             [
                 usage.prompt_tokens,
                 usage.output_tokens,
                 usage.thoughts_tokens,
                 usage.total_tokens,
-                usage.model_version,
-                attempt_id,
+                self._text(usage.model_version),
+                seq,
+                number,
             ],
         )
 
-    def attempt_interrupted(self, attempt_id: str, *, duration_ms: int) -> None:
-        self.db.execute(
-            "UPDATE attempts SET outcome = ?, finished_at = ?, duration_ms = ?"
-            " WHERE id = ? AND outcome IS NULL",
-            [AttemptOutcome.INTERRUPTED, now_iso(), duration_ms, attempt_id],
-        )
+    def attempt_interrupted(self, attempt: AttemptId, *, duration_ms: int) -> None:
+        with self._writing(attempt.generation_id) as seq:
+            self.db.execute(
+                "UPDATE attempt_rows SET outcome_code = ?, finished_ms = ?, duration_ms = ?"
+                " WHERE generation_seq = ? AND attempt_number = ? AND outcome_code IS NULL",
+                [OUTCOMES[AttemptOutcome.INTERRUPTED], now_ms(), duration_ms, seq, attempt.number],
+            )
 
     def check_writable(self) -> None:
         """StoreError unless the database can be written: a read-only file opens and reads
@@ -597,9 +684,55 @@ class Store:
 
     # -- plumbing --
 
-    def transaction(self) -> AbstractContextManager[None]:
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
         """One short write transaction (see `connection.write_transaction`)."""
-        return write_transaction(self.db)
+        try:
+            with write_transaction(self.db):
+                yield
+        except BaseException:
+            self._text_ids.clear()  # texts added in it are gone with it
+            raise
+
+    @contextmanager
+    def _writing(self, generation_id: str) -> Iterator[int]:
+        """One write transaction to a variation (its seq yielded) that moves the tallies by
+        exactly what it changed."""
+        with self.transaction():
+            seq = self._seq(generation_id)
+            change = tallies.Change(self.db, [seq])
+            yield seq
+            change.apply()
+
+    def _known_text(self, value: str) -> int | None:
+        """The id of `value` in `texts`, or None when no row holds it yet (no write)."""
+        found = self._text_ids.get(value)
+        if found is None:
+            row = self.db.execute("SELECT id FROM texts WHERE text = ?", [value]).fetchone()
+            if row is None:
+                return None
+            found = self._text_ids[value] = int(row[0])
+        return found
+
+    def _text(self, value: str | None) -> int | None:
+        """The id of `value` in `texts`, added if new (inside a write transaction)."""
+        if value is None:
+            return None
+        found = self._known_text(value)
+        if found is None:
+            (row_id,) = self.db.execute(
+                "INSERT INTO texts (text) VALUES (?) RETURNING id", [value]
+            ).fetchone()
+            found = self._text_ids[value] = int(row_id)
+        return found
+
+    def _seq(self, generation_id: str) -> int:
+        row = self.db.execute(
+            "SELECT seq FROM generation_rows WHERE id = ?", [generation_id]
+        ).fetchone()
+        if row is None:
+            raise KeyError(generation_id)
+        return int(row[0])
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         cursor = self.db.execute(sql, params)

@@ -5,24 +5,32 @@ A job is recorded, with its unique display name and one attempt per variation (t
 uploaded: from then on the variations are `batched`, held by the job rather than a run. The
 run waiting for a job or importing it holds it (`collector_run_id`) while its lease lives, so
 two processes never import the same job at once.
+
+The rows live in `batch_job_rows` (runs referred to by number); `batch_jobs` is the view that
+reads them whole. Writes to variations and attempts go through `Store._writing`, so the stats
+tallies move with them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from imagelingo_cli.states import GenerationStatus, JobState, Trigger
-from imagelingo_cli.store import Store, new_id, now_iso
+from imagelingo_cli.store import RUN_SEQ, AttemptId, Store, new_id, now_iso, tallies
+from imagelingo_cli.store.encoding import TRIGGERS, now_ms
 
 __all__ = [
     "DISPLAY_PREFIX",
     "Member",
+    "attempt_of",
     "claim_job",
     "find_jobs",
     "hold_members",
     "job",
     "job_holding",
+    "job_seq",
     "jobs",
     "mark_imported",
     "open_attempt",
@@ -55,12 +63,12 @@ def record_job(
     """Record a job about to be uploaded and created, and start an attempt for each member.
     Returns the job's row (its `display_name` is unique: how the job is found again)."""
     job_id = new_id()
-    stamp = now_iso()
+    stamp, stamp_ms = now_iso(), now_ms()
     with store.transaction():
-        store.db.execute(
-            "INSERT INTO batch_jobs (id, display_name, run_id, model, backend, base_url, state,"
-            " requests, input_bytes, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (job_seq,) = store.db.execute(
+            "INSERT INTO batch_job_rows (id, display_name, run_seq, model, backend, base_url,"
+            f" state, requests, input_bytes, created_at, updated_at)"
+            f" VALUES (?, ?, {RUN_SEQ}, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
             [
                 job_id,
                 DISPLAY_PREFIX + job_id,
@@ -74,26 +82,27 @@ def record_job(
                 stamp,
                 stamp,
             ],
-        )
+        ).fetchone()
+        seqs = [store._seq(generation_id) for generation_id, _ in members]
+        change = tallies.Change(store.db, seqs)
+        (run_seq,) = store.db.execute("SELECT seq FROM runs WHERE id = ?", [run_id]).fetchone()
         store.db.executemany(
-            "INSERT INTO attempts (id, generation_id, run_id, attempt_number, trigger,"
-            " started_at, model, batch_job_id)"
-            " SELECT ?, id, ?, attempt_count + 1, ?, ?, ?, ? FROM generations WHERE id = ?",
+            "INSERT INTO attempt_rows (generation_seq, attempt_number, run_seq, trigger_code,"
+            " started_ms, model_ref, batch_job_seq)"
+            " SELECT seq, attempt_count + 1, ?, ?, ?, ?, ? FROM generation_rows WHERE seq = ?",
             (
-                (new_id(), run_id, Trigger.BATCH, stamp, asked, job_id, generation_id)
-                for generation_id, asked in members
+                (run_seq, TRIGGERS[Trigger.BATCH], stamp_ms, store._text(asked), job_seq, seq)
+                for seq, (_, asked) in zip(seqs, members, strict=True)
             ),
         )
         store.db.executemany(
-            "UPDATE generations SET status = ?, attempt_count = attempt_count + 1,"
+            "UPDATE generation_rows SET status = ?, attempt_count = attempt_count + 1,"
             " retry_count = attempt_count,"
-            " last_retry_at = CASE WHEN attempt_count > 0 THEN ? ELSE last_retry_at END,"
-            " updated_at = ? WHERE id = ?",
-            (
-                (GenerationStatus.BATCHED, stamp, stamp, generation_id)
-                for generation_id, _ in members
-            ),
+            " last_retry_ms = CASE WHEN attempt_count > 0 THEN ? ELSE last_retry_ms END,"
+            " updated_ms = ? WHERE seq = ?",
+            ((GenerationStatus.BATCHED, stamp_ms, stamp_ms, seq) for seq in seqs),
         )
+        change.apply()
     return job(store, job_id)
 
 
@@ -102,6 +111,13 @@ def job(store: Store, job_id: str) -> dict[str, Any]:
     if row is None:
         raise KeyError(job_id)
     return row
+
+
+def job_seq(store: Store, job_id: str) -> int:
+    row = store.db.execute("SELECT seq FROM batch_job_rows WHERE id = ?", [job_id]).fetchone()
+    if row is None:
+        raise KeyError(job_id)
+    return int(row[0])
 
 
 def set_uploaded(store: Store, job_id: str, input_file: str) -> None:
@@ -119,7 +135,7 @@ def update_job(store: Store, job_id: str, **fields: object) -> None:
     state = fields.get("state")
     if isinstance(state, JobState) and state.ended:
         store.db.execute(
-            "UPDATE batch_jobs SET ended_at = COALESCE(ended_at, ?) WHERE id = ?",
+            "UPDATE batch_job_rows SET ended_at = COALESCE(ended_at, ?) WHERE id = ?",
             [now_iso(), job_id],
         )
     _set(store, job_id, **fields)
@@ -128,7 +144,7 @@ def update_job(store: Store, job_id: str, **fields: object) -> None:
 def _set(store: Store, job_id: str, **fields: object) -> None:
     columns = ", ".join(f"{name} = ?" for name in fields)
     store.db.execute(
-        f"UPDATE batch_jobs SET {columns}, updated_at = ? WHERE id = ?",
+        f"UPDATE batch_job_rows SET {columns}, updated_at = ? WHERE id = ?",
         [*fields.values(), now_iso(), job_id],
     )
 
@@ -137,8 +153,8 @@ def mark_imported(store: Store, job_id: str) -> None:
     """Every attempt of the job is closed: nothing more to do with it."""
     stamp = now_iso()
     store.db.execute(
-        "UPDATE batch_jobs SET imported_at = COALESCE(imported_at, ?), collector_run_id = NULL,"
-        " updated_at = ? WHERE id = ?",
+        "UPDATE batch_job_rows SET imported_at = COALESCE(imported_at, ?),"
+        " collector_run_seq = NULL, updated_at = ? WHERE id = ?",
         [stamp, stamp, job_id],
     )
 
@@ -152,7 +168,8 @@ def claim_job(store: Store, job_id: str, run_id: str) -> str | None:
         if holder not in (None, run_id) and store._run_alive(holder):
             return str(holder)
         store.db.execute(
-            "UPDATE batch_jobs SET collector_run_id = ? WHERE id = ?", [run_id, job_id]
+            f"UPDATE batch_job_rows SET collector_run_seq = {RUN_SEQ} WHERE id = ?",
+            [run_id, job_id],
         )
     return None
 
@@ -161,50 +178,72 @@ def hold_members(store: Store, job_id: str, run_id: str) -> None:
     """The importing run holds the job's waiting variations, so `history --run` and
     `retry-failed --run` of the run that imported them find them (the attempts stay the
     submitting run's)."""
-    store.db.execute(
-        "UPDATE generations SET run_id = ? WHERE id IN"
-        " (SELECT generation_id FROM attempts WHERE batch_job_id = ? AND outcome IS NULL)",
-        [run_id, job_id],
-    )
+    with store.transaction():
+        seqs = _open_seqs(store, job_id)
+        change = tallies.Change(store.db, seqs)
+        store.db.execute(
+            f"UPDATE generation_rows SET run_seq = {RUN_SEQ}"
+            " WHERE seq IN (SELECT value FROM json_each(?))",
+            [run_id, json.dumps(seqs)],
+        )
+        change.apply()
 
 
 def release_job(store: Store, job_id: str, run_id: str) -> None:
     store.db.execute(
-        "UPDATE batch_jobs SET collector_run_id = NULL WHERE id = ? AND collector_run_id = ?",
+        "UPDATE batch_job_rows SET collector_run_seq = NULL"
+        f" WHERE id = ? AND collector_run_seq = {RUN_SEQ}",
         [job_id, run_id],
     )
 
 
+# A job's attempts with their variations (`a`: attempt_rows, `g`: the generations view row).
 _ATTEMPT_COLUMNS = (
-    "a.id AS attempt_id, a.started_at, a.attempt_number, a.model AS asked_model,"
+    "a.started_at, a.attempt_number, asked.text AS asked_model,"
     " g.id AS generation_id, g.source_path, g.relative_path, g.image_sha256, g.variation,"
     " g.target_language, g.model, g.backend, g.out_dir"
 )
+_ATTEMPTS_OF_JOB = (
+    "FROM attempt_rows a JOIN generation_rows r ON r.seq = a.generation_seq"
+    " JOIN generations g ON g.id = r.id LEFT JOIN texts asked ON asked.id = a.model_ref"
+    " WHERE a.batch_job_seq = (SELECT seq FROM batch_job_rows WHERE id = ?)"
+    " AND a.outcome_code IS NULL"
+)
+
+
+def attempt_of(row: Mapping[str, Any]) -> AttemptId:
+    """The attempt an `open_attempts` row is about."""
+    return AttemptId(str(row["generation_id"]), int(row["attempt_number"]))
 
 
 def open_attempts(store: Store, job_id: str) -> list[dict[str, Any]]:
     """The job's attempts still waiting for an outcome, with their variations, in the order
     they were recorded."""
     return store._rows(
-        f"SELECT {_ATTEMPT_COLUMNS} FROM attempts a JOIN generations g ON g.id = a.generation_id"
-        " WHERE a.batch_job_id = ? AND a.outcome IS NULL ORDER BY a.rowid",
-        [job_id],
+        f"SELECT {_ATTEMPT_COLUMNS} {_ATTEMPTS_OF_JOB} ORDER BY a.generation_seq", [job_id]
     )
 
 
 def open_attempt(store: Store, job_id: str, generation_id: str) -> dict[str, Any] | None:
     """The job's open attempt for this variation (a result line's key), if it has one."""
     return store._row(
-        f"SELECT {_ATTEMPT_COLUMNS} FROM attempts a JOIN generations g ON g.id = a.generation_id"
-        " WHERE a.batch_job_id = ? AND a.generation_id = ? AND a.outcome IS NULL",
-        [job_id, generation_id],
+        f"SELECT {_ATTEMPT_COLUMNS} {_ATTEMPTS_OF_JOB} AND r.id = ?", [job_id, generation_id]
     )
+
+
+def _open_seqs(store: Store, job_id: str) -> list[int]:
+    rows = store.db.execute(
+        "SELECT generation_seq FROM attempt_rows WHERE batch_job_seq = ? AND outcome_code IS NULL",
+        [job_seq(store, job_id)],
+    ).fetchall()
+    return [int(seq) for (seq,) in rows]
 
 
 def open_count(store: Store, job_id: str) -> int:
     """How many of the job's variations still wait for an outcome."""
     (count,) = store.db.execute(
-        "SELECT COUNT(*) FROM attempts WHERE batch_job_id = ? AND outcome IS NULL", [job_id]
+        "SELECT COUNT(*) FROM attempt_rows WHERE batch_job_seq = ? AND outcome_code IS NULL",
+        [job_seq(store, job_id)],
     ).fetchone()
     return int(count)
 
@@ -212,8 +251,9 @@ def open_count(store: Store, job_id: str) -> int:
 def job_holding(store: Store, generation_id: str) -> str | None:
     """The job whose open attempt holds this variation."""
     row = store.db.execute(
-        "SELECT batch_job_id FROM attempts WHERE generation_id = ? AND outcome IS NULL"
-        " AND batch_job_id IS NOT NULL ORDER BY attempt_number DESC LIMIT 1",
+        "SELECT j.id FROM attempt_rows a JOIN batch_job_rows j ON j.seq = a.batch_job_seq"
+        " WHERE a.generation_seq = (SELECT seq FROM generation_rows WHERE id = ?)"
+        " AND a.outcome_code IS NULL ORDER BY a.attempt_number DESC LIMIT 1",
         [generation_id],
     ).fetchone()
     return str(row[0]) if row else None
@@ -251,9 +291,10 @@ def find_jobs(store: Store, given: str) -> list[dict[str, Any]]:
 def variations(store: Store, job_id: str) -> dict[str, int]:
     """The job's variations by their status now (each counted once, by its attempt in it)."""
     rows = store.db.execute(
-        "SELECT g.status, COUNT(DISTINCT g.id) FROM attempts a"
-        " JOIN generations g ON g.id = a.generation_id WHERE a.batch_job_id = ? GROUP BY g.status",
-        [job_id],
+        "SELECT g.status, COUNT(DISTINCT g.seq) FROM attempt_rows a"
+        " JOIN generation_rows g ON g.seq = a.generation_seq WHERE a.batch_job_seq = ?"
+        " GROUP BY g.status",
+        [job_seq(store, job_id)],
     ).fetchall()
     return {str(status): int(count) for status, count in rows}
 
@@ -261,8 +302,9 @@ def variations(store: Store, job_id: str) -> dict[str, int]:
 def out_dirs(store: Store, job_id: str) -> list[str]:
     """The output folders of the job's variations still waiting for an outcome."""
     rows = store._rows(
-        "SELECT DISTINCT g.out_dir FROM attempts a JOIN generations g ON g.id = a.generation_id"
-        " WHERE a.batch_job_id = ? AND a.outcome IS NULL",
-        [job_id],
+        "SELECT DISTINCT t.text AS out_dir FROM attempt_rows a"
+        " JOIN generation_rows g ON g.seq = a.generation_seq JOIN texts t ON t.id = g.out_dir_ref"
+        " WHERE a.batch_job_seq = ? AND a.outcome_code IS NULL",
+        [job_seq(store, job_id)],
     )
     return [str(row["out_dir"]) for row in rows]

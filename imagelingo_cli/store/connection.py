@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +41,8 @@ SCHEMA = (
     "m004_run_leases",
     "m005_rate_not_retried",
     "m006_batch_jobs",
+    "m007_compact_history",
+    "m008_tallies",
 )
 
 T = TypeVar("T")
@@ -148,6 +149,8 @@ def connect_empty() -> sqlite3.Connection:
 def _create(path: Path) -> None:
     """Build a new database under a private name and link it into place once whole; if
     another process got there first, its file is used and ours is dropped."""
+    import secrets  # here, not at the top: only a new database needs it
+
     temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.new")
     try:
         conn = sqlite3.connect(str(temp), isolation_level=None)

@@ -9,7 +9,6 @@ exists is dead at once. A pid alone proves nothing elsewhere: hosts and pid name
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +25,8 @@ def run_alive(run: Mapping[str, Any] | None, *, now: datetime | None = None) -> 
     """`run` is a `runs` row (status, pid, host, started_at, heartbeat_at)."""
     if run is None or run.get("status") != RunStatus.RUNNING:
         return False
+    import socket  # here, not at the top: the read commands never get this far
+
     pid, host = run.get("pid"), run.get("host")
     if pid == os.getpid() and host == socket.gethostname():
         return True
