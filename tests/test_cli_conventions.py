@@ -242,3 +242,22 @@ def test_retry_failed_previews_the_batch_price_and_asks_before_a_large_retry(
         asked.type("n\n")
         assert asked.wait(timeout=30) == 0
         assert b"Nothing sent." in asked.stdout and sim.stats()["requests"] == sent
+
+
+def test_a_piped_table_is_aligned_by_screen_width_and_says_nothing_more(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Piped, a table is plain columns two spaces apart, aligned by the width a character
+    takes on screen (a CJK name takes two columns a character), with no trailing spaces."""
+    from imagelingo_cli.cli.text_output import PipedText
+
+    PipedText().table(
+        ("ID", "Image", "Status"),
+        [("01m8q0v2", "菜单.png", "Completed"), ("01m8q0w7", "menu-board.png", "Failed")],
+        no_wrap=("ID",),
+    )
+    assert capsys.readouterr().out.splitlines() == [
+        "ID        Image           Status",
+        "01m8q0v2  菜单.png        Completed",
+        "01m8q0w7  menu-board.png  Failed",
+    ]

@@ -42,7 +42,7 @@ PIPED_WIDTH = 100_000  # "no width": a record is one line whatever its length
 
 def plural(count: int, word: str, words: str | None = None) -> str:
     """`1 variation`, `2 variations`; `words` for an irregular plural."""
-    return f"{count} {word if count == 1 else words or word + 's'}"
+    return f"{count:,} {word if count == 1 else words or word + 's'}"
 
 
 def skipped_files(counts: dict[str, int]) -> str:

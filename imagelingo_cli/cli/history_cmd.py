@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
 from imagelingo_cli.cli import options
-from imagelingo_cli.cli.common import fail_setup, output_format, read_db, stdout_console
+from imagelingo_cli.cli.common import fail_setup, output_format, read_db
+from imagelingo_cli.cli.text_output import TextOutput, text_output
 from imagelingo_cli.cli.when import HELP as SINCE_HELP
 from imagelingo_cli.cli.when import parse_since
-
-if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.table import Table
 
 
 def history(
@@ -80,31 +77,33 @@ def history(
     if chosen != "table":
         write_records([variation_record(row) for row in rows], VARIATION_FIELDS, chosen)
         return
-    console = stdout_console()
+    out = text_output()
     if not rows:
         filtered = run or codes or since or languages
         if errors:
-            console.print("No failed variations" + (" match." if filtered else "."))
+            out.line("No failed variations" + (" match." if filtered else "."))
         else:
-            console.print("No variations match." if filtered else "No variations recorded yet.")
+            out.line("No variations match." if filtered else "No variations recorded yet.")
         return
-    console.print(_errors_table(rows) if errors else _table(rows))
-    if total > len(rows):
-        console.print(f"Showing the newest {len(rows)} of {total:,} (--limit 0 shows all).")
     if errors:
-        _errors_footer(console, rows, total, run=filters.run_id, codes=codes)
+        out.table(ERRORS_COLUMNS, _error_cells(rows), no_wrap=("ID", "When", "Var", "Code"))
+    else:
+        out.table(COLUMNS, _cells(rows), no_wrap=("ID", "When", "Var"))
+    if total > len(rows):
+        out.line(f"Showing the newest {len(rows)} of {total:,} (--limit 0 shows all).")
+    if errors:
+        _errors_footer(out, rows, total, run=filters.run_id, codes=codes)
 
 
-def _table(rows: list[dict[str, Any]]) -> Table:
-    from rich.table import Table
+COLUMNS = ("ID", "When", "Image", "Var", "Lang", "Status", "Story")
+ERRORS_COLUMNS = ("ID", "When", "Image", "Var", "Lang", "Code", "Retries", "May help", "Message")
 
+
+def _cells(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     from imagelingo_cli.cli.wording import local, story
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for name in ("ID", "When", "Image", "Var", "Lang", "Status", "Story"):
-        table.add_column(name, no_wrap=name in ("ID", "When", "Var"), overflow="fold")
-    for row in rows:
-        table.add_row(
+    return [
+        (
             row["short_id"],
             local(row["updated_at"], short=True),
             row["relative_path"],
@@ -113,19 +112,15 @@ def _table(rows: list[dict[str, Any]]) -> Table:
             row["status"].capitalize(),
             story(row),
         )
-    return table
+        for row in rows
+    ]
 
 
-def _errors_table(rows: list[dict[str, Any]]) -> Table:
-    from rich.table import Table
-
+def _error_cells(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     from imagelingo_cli.cli.wording import local, one_line
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for name in ("ID", "When", "Image", "Var", "Lang", "Code", "Retries", "May help", "Message"):
-        table.add_column(name, no_wrap=name in ("ID", "When", "Var", "Code"), overflow="fold")
-    for row in rows:
-        table.add_row(
+    return [
+        (
             row["short_id"],
             local(row["updated_at"], short=True),
             row["relative_path"],
@@ -136,11 +131,12 @@ def _errors_table(rows: list[dict[str, Any]]) -> Table:
             {1: "yes", 0: "no"}.get(row["is_retryable"], "?"),
             one_line(row["error_message"]),
         )
-    return table
+        for row in rows
+    ]
 
 
 def _errors_footer(
-    console: Console,
+    out: TextOutput,
     rows: list[dict[str, Any]],
     total: int,
     *,
@@ -151,13 +147,13 @@ def _errors_footer(
 
     helpful = sum(1 for row in rows if row["is_retryable"])
     shown = "" if total == len(rows) else f" of the {len(rows)} shown"
-    console.print(f"{plural(total, 'failed variation')}; {helpful}{shown} may pass on a retry.")
+    out.line(f"{plural(total, 'failed variation')}; {helpful}{shown} may pass on a retry.")
     scope = (f" --run {run}" if run else "") + "".join(f" --code {c}" for c in codes)
-    console.print(f"Retry them: imagelingo retry-failed{scope}")
+    out.line(f"Retry them: imagelingo retry-failed{scope}")
     if 0 < helpful < len(rows):
-        console.print(f"Only those that may pass: imagelingo retry-failed --transient-only{scope}")
+        out.line(f"Only those that may pass: imagelingo retry-failed --transient-only{scope}")
     transient = Counter(r["error_code"] for r in rows if r["is_retryable"] and r["error_code"])
     if not codes and len({r["error_code"] for r in rows}) > 1 and transient:
         commonest = transient.most_common(1)[0][0]
-        console.print(f"One code at a time: imagelingo retry-failed --code {commonest}")
-    console.print("Details: imagelingo show ID · stop offering one: imagelingo abandon ID")
+        out.line(f"One code at a time: imagelingo retry-failed --code {commonest}")
+    out.line("Details: imagelingo show ID · stop offering one: imagelingo abandon ID")

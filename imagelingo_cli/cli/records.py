@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imagelingo_cli import events as ev
+if TYPE_CHECKING:  # the events are imported by the runs that make them, not by history
+    from imagelingo_cli import events as ev
 
 VARIATION_FIELDS = (
     "id",
@@ -118,7 +119,10 @@ class EventRecords:
     wall clock at each event."""
 
     def __init__(self, engine_now: Callable[[], float]) -> None:
+        from imagelingo_cli import events
+
         self._engine_now = engine_now
+        self._events = events
 
     def __call__(self, event: ev.Event) -> dict[str, Any]:
         wall = time.time()
@@ -128,14 +132,14 @@ class EventRecords:
             offset = 0.0
         name = "".join("_" + c.lower() if c.isupper() else c for c in type(event).__name__)
         record: dict[str, Any] = {"event": name.lstrip("_"), "at": utc(wall)}
-        if isinstance(event, ev.BatchFinished):
+        if isinstance(event, self._events.BatchFinished):
             record.update(self._value(event.summary, offset))
         else:
             record.update(self._value(event, offset))
         return record
 
     def _value(self, value: Any, offset: float) -> Any:
-        if isinstance(value, ev.VariationRef):
+        if isinstance(value, self._events.VariationRef):
             return {
                 "id": value.generation_id or None,
                 "image": value.image,

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
 from imagelingo_cli.cli import options
-from imagelingo_cli.cli.common import read_db, stdout_console
-
-if TYPE_CHECKING:
-    from rich.console import Console
+from imagelingo_cli.cli.common import read_db
+from imagelingo_cli.cli.text_output import TextOutput, text_output
 
 
 def show(
@@ -48,12 +46,13 @@ def show(
         record = variation_record(_with_final_round(row, tries))
         typer.echo(json.dumps({**record, "attempts": [attempt_record(a) for a in tries]}, indent=2))
         return
-    console = stdout_console()
-    _details(console, _with_final_round(row, tries))
-    _attempts(console, tries)
+    out = text_output()
+    _details(out, _with_final_round(row, tries))
+    _attempts(out, tries)
     if row["status"] in ("failed", "interrupted"):
-        console.print(f"\nRetry it:          imagelingo retry-failed {row['id']}", soft_wrap=True)
-        console.print(f"Stop offering it:  imagelingo abandon {row['id']}", soft_wrap=True)
+        out.line("")
+        out.line(f"imagelingo retry-failed {row['id']}", lead="Retry it:          ")
+        out.line(f"imagelingo abandon {row['id']}", lead="Stop offering it:  ")
 
 
 def _with_final_round(row: dict[str, Any], tries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -68,9 +67,7 @@ def _with_final_round(row: dict[str, Any], tries: list[dict[str, Any]]) -> dict[
     }
 
 
-def _details(console: Console, row: dict[str, Any]) -> None:
-    from rich.text import Text
-
+def _details(out: TextOutput, row: dict[str, Any]) -> None:
     from imagelingo_cli.cli.wording import label, local, story
 
     fields: list[tuple[str, str]] = [
@@ -100,31 +97,27 @@ def _details(console: Console, row: dict[str, Any]) -> None:
         ]
     width = max(len(name) for name, _ in fields)
     for name, value in fields:
-        console.print(Text(f"{name:<{width}}  ", style="bold") + Text(str(value)))
+        out.line(str(value), lead=f"{name:<{width}}  ")
 
 
-def _attempts(console: Console, tries: list[dict[str, Any]]) -> None:
-    from rich.text import Text
-
+def _attempts(out: TextOutput, tries: list[dict[str, Any]]) -> None:
     from imagelingo_cli.cli.wording import attempt_line
 
+    out.line("")
     if not tries:
-        console.print("\nNo attempts: this variation was never sent.")
+        out.line("No attempts: this variation was never sent.")
         return
-    console.print(Text(f"\nAttempts ({len(tries)}, local time)", style="bold"))
+    out.line(f"Attempts ({len(tries)}, local time)", style="bold")
     for index, attempt in enumerate(tries):
         if attempt["position"] == 1 and attempt["round"] > 1:
             how = "manual retry" if attempt["trigger"] == "manual" else "a new run"
-            console.print(
-                Text(
-                    f"  Round {attempt['round']} ({how}, {attempt['run_command'] or 'run'} {attempt['run_id']})",
-                    style="dim",
-                )
+            out.line(
+                f"  Round {attempt['round']} ({how}, {attempt['run_command'] or 'run'}"
+                f" {attempt['run_id']})",
+                style="dim",
             )
         following = tries[index + 1] if index + 1 < len(tries) else None
         followed = following is not None and following["round"] == attempt["round"]
-        console.print(
-            Text(f"  #{attempt['attempt_number']} " + attempt_line(attempt, followed=followed))
-        )
+        out.line(f"  #{attempt['attempt_number']} " + attempt_line(attempt, followed=followed))
         if attempt["error_message"]:
-            console.print(Text(f"      {attempt['error_message']}"))
+            out.line(f"      {attempt['error_message']}")
