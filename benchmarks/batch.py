@@ -6,8 +6,8 @@
 * Import speed: lines recorded per second (from the moment the job ended to the moment its
   outcome is recorded, download included, timed on the `--json` events as they arrive), next
   to what the same outputs cost one after another: reading them as result lines, writing them
-  with `write_atomic`, and checking them (`verify_image`, the full decode every answer must
-  pass) then writing them. The import handles several lines at once.
+  with `write_atomic`, and checking them (`verify_image`, the check every answer must pass)
+  then writing them. The import handles several lines at once.
 
 The simulator runs in its own process (`imagelingo simulator serve`), so its memory and its
 work are not counted.

@@ -2,8 +2,9 @@
 
 For images of the sizes Gemini returns (gemini-2.5-flash-image: 1024x1024 PNG; Gemini 3:
 1408x768 JPEG at 1K, 5632x3072 at 4K), side by side in one run: reading the answer body
-(JSON and base64, which every answer needs) and `verify_image` (sniff and full decode,
-which the adapter runs in a worker thread before it accepts an image).
+(JSON and base64, which every answer needs) and `verify_image` (the type sniffed from the
+bytes, then a PNG checked chunk by chunk against its CRCs, other formats decoded whole),
+which the adapter runs in a worker thread before it accepts an image.
 
     .venv/bin/python benchmarks/verify.py [--repeat 20]
 """

@@ -1,7 +1,7 @@
 """The Gemini boundary: one image and a translation instruction in, one verified image or one
 classified `TranslationError` out. The only module that talks to google-genai.
 
-Every 200 answer goes through `translation_from`: read from the raw body (for Google's
+Every 200 answer goes through `read_translation`: read from the raw body (for Google's
 finishMessage), the last non-thought image taken, its bytes decoded before it is accepted,
 and its tokens kept whether or not it holds an image. A Batch-mode result can go through it too.
 """
@@ -158,8 +158,14 @@ class GeminiTranslator:
 
 
 async def translation_from(body: str | bytes | Mapping[str, Any]) -> Translation:
+    """`read_translation`, off the event loop."""
+    return await anyio.to_thread.run_sync(read_translation, body)
+
+
+def read_translation(body: str | bytes | Mapping[str, Any]) -> Translation:
     """The verified image of one 200 answer body (its text, or already decoded), or the
-    TranslationError saying why there is none (with the tokens the answer was billed)."""
+    TranslationError saying why there is none (with the tokens the answer was billed).
+    Blocking: the image is checked byte by byte."""
     try:
         answer = read_answer(body)
     except Exception as exc:
@@ -168,7 +174,7 @@ async def translation_from(body: str | bytes | Mapping[str, Any]) -> Translation
     if image is None:
         raise classify_answer(answer)
     try:
-        sniffed = await anyio.to_thread.run_sync(verify_image, image.data)
+        sniffed = verify_image(image.data)
     except BrokenImage as exc:
         size = f"{len(image.data)} byte{'s' * (len(image.data) != 1)}"
         declared = image.declared_type or "no type"

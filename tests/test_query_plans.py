@@ -16,7 +16,7 @@ from conftest import Cli
 from test_history import CONFIG, QUOTA, RATE, TIMEOUT, Recorder
 
 from imagelingo_cli.states import Trigger
-from imagelingo_cli.store import Store, open_store_read_only, queries
+from imagelingo_cli.store import Store, batch_jobs, open_store_read_only, queries
 
 # How the history's tables are named in the plans (tables, and their aliases in our SQL).
 HISTORY_TABLES = {"generation_rows", "attempt_rows", "g", "a", "e"}
@@ -214,3 +214,24 @@ def test_a_dropped_index_shows_as_a_walk(database: Cli, tmp_path: Any) -> None:
         assert whole_table_walks(store, read, allowed)
     finally:
         store.close()
+
+
+def test_a_results_chunk_finds_its_attempts_by_key(tmp_path: Any) -> None:
+    """Importing a Batch job's results looks up each chunk's attempts by their keys, never
+    by walking all the job's attempts (one walk per chunk made a job's import quadratic)."""
+    rec = Recorder(tmp_path / "jobs.db")
+    run = rec.run()
+    rec.fail(rec.variation(run, "failed.png"), run, RATE)  # what `plans` asks about
+    ids = [rec.variation(run, f"img{index}.png") for index in range(300)]
+    members = [(gid, None) for gid in ids]
+    job = batch_jobs.record_job(
+        rec.store, run_id=run, model="m", backend="gemini", base_url=None,
+        members=members, input_bytes=2048,
+    )  # fmt: skip
+    chunk = ids[100:116]
+    found = plans(rec.store, lambda s, k: batch_jobs.open_attempts_among(s, job["id"], chunk))
+    assert found, "the lookup ran no query"
+    for sql, lines in found:
+        assert not any("attempts_batch_job" in line for line in lines), (sql, lines)
+    assert set(batch_jobs.open_attempts_among(rec.store, job["id"], chunk)) == set(chunk)
+    rec.store.close()

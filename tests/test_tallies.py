@@ -57,7 +57,7 @@ def test_every_store_write_keeps_the_tallies_true(rec: Recorder) -> None:
         lambda: rec.fail(stuck, first, CONFIG),
         lambda: store.fail_unsent(unsent, QUOTA),
         lambda: rec.interrupt(cut, first),
-        lambda: store.intend_output(adopted, "/out/adopted.es.v1.png", "ab" * 32),
+        lambda: store.intend_outputs([(adopted, "/out/adopted.es.v1.png", "ab" * 32)]),
         lambda: store.start_attempt(adopted, first, Trigger.AUTO),
         lambda: store.adopt_output(adopted),
         lambda: rec.fail(dropped, first, RATE),

@@ -66,7 +66,7 @@ def record_story(path: Path) -> None:
     rec.fail(c, first, TIMEOUT, wait_ms=2000)
     rec.fail(c, first, CONFIG)
     store.fail_unsent(d, QUOTA)
-    store.intend_output(e, "/home/ana/out/e.es.v1.png", "cd" * 32)
+    store.intend_outputs([(e, "/home/ana/out/e.es.v1.png", "cd" * 32)])
     rec.interrupt(e, first)
     attempt, _ = store.start_attempt(f, first, Trigger.AUTO)
     store.attempt_failed(
@@ -77,8 +77,7 @@ def record_story(path: Path) -> None:
         members=[(f, None), (g, "other-model")], input_bytes=2048,
     )  # fmt: skip
     batch_jobs.set_created(store, job["id"], "batches/abc")
-    opened = batch_jobs.open_attempt(store, job["id"], f)
-    assert opened is not None
+    opened = batch_jobs.open_attempts_among(store, job["id"], [f])[f]
     store.attempt_succeeded(
         batch_jobs.attempt_of(opened), f, duration_ms=60_000,
         output_path="/home/ana/out/f.es.v1.png", output_sha256="ab" * 32,

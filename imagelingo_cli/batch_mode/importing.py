@@ -3,23 +3,28 @@
 SUCCEEDED (and CANCELLED, for what it finished): the results, a file streamed to disk or
 inline answers, are read line by line and matched to the job's open attempts by `key` (the
 generation id), never by position. Each answer is read and verified as an interactive one
-(`jsonl.outcome`) and its image written (`engine.attempts.deliver`: atomic, its intent
-recorded first, one credit on the first success); each Status is classified the same way.
-Lines are handled by a few workers at once, so writing outputs overlaps checking the next.
+(`jsonl.outcome`) and its image written as one is (`OutputFiles`: atomic, its intent recorded
+first; `engine.attempts.record_delivery`: one credit on the first success); each Status is
+classified the same way. Lines are handled CHUNK at a time by a few workers at once, so
+writing outputs overlaps checking the next, and their outcomes recorded RECORD_EVERY at a
+time, in one transaction (an output written but not yet recorded is found by its recorded
+intent and written again by the next collect).
 
 What no line answered then ends by the job's state: SUCCEEDED, no result for it (API_ERROR);
 FAILED, the job's own error; EXPIRED, TIMEOUT; CANCELLED or gone from the API, interrupted (not
 an API failure: the next `process --batch` or `retry-failed` sends it again). Only when every
 attempt is closed is the job marked imported: a crash or Ctrl-C part way leaves the rest for
-the next `batch collect`, which skips the lines already recorded, removes the temp files of
-outputs cut short, and writes an output left whole but unrecorded to the same path again.
+the next `batch collect`, which removes the temp files of outputs cut short (before any import
+begins), skips the lines already recorded, and writes an output left whole but unrecorded to
+the same path again.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,22 +33,28 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from imagelingo_cli import events as ev
+from imagelingo_cli.answers import Usage
 from imagelingo_cli.batch_mode.jsonl import ResultLine, inline_result, outcome, result_lines
 from imagelingo_cli.batch_mode.members import elapsed_ms, image_job_of, ref_of
 from imagelingo_cli.batch_mode.session import Session
 from imagelingo_cli.batch_mode.waiting import Ending
-from imagelingo_cli.engine.attempts import deliver
-from imagelingo_cli.engine.output_files import OutputFiles
+from imagelingo_cli.digest import sha256
+from imagelingo_cli.engine.attempts import record_delivery
+from imagelingo_cli.engine.output_files import OutputFiles, PlannedOutput, Written
 from imagelingo_cli.errors import ErrorCode, TranslationError, classify_status
+from imagelingo_cli.gemini import Translation
 from imagelingo_cli.gemini_batch import BatchClient, RemoteJob
-from imagelingo_cli.outputs import remove_stale_temp_files
 from imagelingo_cli.states import JobState
 from imagelingo_cli.store import batch_jobs
 
-# Lines in hand at once: checking an image (a full decode) keeps a core busy, and its output
-# write then waits on the disk, so two per core keep both busy; more only thrash.
+# Chunks in hand at once: checking images keeps a core busy, and writing their outputs then
+# waits on the disk, so two per core keep both busy; more only thrash.
 WORKERS = max(2, min(8, 2 * (os.cpu_count() or 1)))
 _NOT_FOUND = 404
+# Lines a worker handles at once: one query finds their attempts, one thread hop checks them,
+# one transaction records their outputs' intents, one thread hop writes the outputs.
+CHUNK = 16
+RECORD_EVERY = 64  # outcomes recorded in one transaction: the tallies are counted once for them
 
 
 class JobImport:
@@ -52,6 +63,8 @@ class JobImport:
         self.store = session.run.store
         self.outputs = OutputFiles(self.store, force=session.run.options.force)
         self.unkeyed = 0  # result lines without a key: they cannot be matched
+        self._handled: set[str] = set()  # keys of the lines taken, against a repeated key
+        self._outcomes: list[tuple[str, Callable[[], None]]] = []  # to record, by variation
 
     async def settle(self, job: dict[str, Any], ending: Ending, client: BatchClient) -> None:
         """Record the outcome of every variation of the ended job (or leave the rest for a
@@ -59,9 +72,6 @@ class JobImport:
         reach)."""
         run, view = self.session.run, self.session.view(job["id"])
         self.session.emit(ev.JobImporting(view))
-        if not self.store.other_live_runs():  # a live run's temp files look the same
-            for out_dir in batch_jobs.out_dirs(self.store, job["id"]):
-                await anyio.to_thread.run_sync(remove_stale_temp_files, Path(out_dir))
         batch_jobs.hold_members(self.store, job["id"], run.run_id)
         before = (run.tally.completed, run.tally.failed, run.tally.interrupted)
         remote = ending.remote
@@ -89,20 +99,23 @@ class JobImport:
             path = self.session.work_dir / f"{job['display_name']}.results.jsonl"
             if not await self._download(job, client, remote.result_file, path):
                 return False
-            lines: AsyncIterator[ResultLine] = _from_thread(result_lines(path))
+            chunks = _from_thread(result_lines(path))
         else:
-            lines = _listed(inline_result(entry) for entry in remote.inline_results or ())
+            chunks = _listed(inline_result(entry) for entry in remote.inline_results or ())
         control = self.session.run.control
-        send, receive = anyio.create_memory_object_stream[ResultLine]()
-        async with anyio.create_task_group() as group:
-            for _ in range(WORKERS):
-                group.start_soon(self._worker, job, receive.clone())
-            receive.close()
-            async with send:
-                async for line in lines:
-                    if control.halted:
-                        break
-                    await send.send(line)
+        send, receive = anyio.create_memory_object_stream[list[ResultLine]]()
+        try:
+            async with anyio.create_task_group() as group:
+                for _ in range(WORKERS):
+                    group.start_soon(self._worker, job, receive.clone())
+                receive.close()
+                async with send:
+                    async for chunk in chunks:
+                        if control.halted:
+                            break
+                        await send.send(chunk)
+        finally:
+            self._record()
         if path is not None:
             path.unlink(missing_ok=True)
         if control.stop_requested:
@@ -147,44 +160,85 @@ class JobImport:
                 return False
 
     async def _worker(
-        self, job: dict[str, Any], lines: MemoryObjectReceiveStream[ResultLine]
+        self, job: dict[str, Any], chunks: MemoryObjectReceiveStream[list[ResultLine]]
     ) -> None:
-        async with lines:
-            async for line in lines:
-                await self._line(job, line)
+        async with chunks:
+            async for chunk in chunks:
+                await self._chunk(job, chunk)
 
-    async def _line(self, job: dict[str, Any], line: ResultLine) -> None:
-        """One result: the variation completed with its image, or failed with its error
-        (none once an output could not be written for want of room: it waits for a later
+    async def _chunk(self, job: dict[str, Any], lines: list[ResultLine]) -> None:
+        """Results: each variation completed with its image, or failed with its error (none
+        once an output could not be written for want of room: they wait for a later
         collect)."""
-        if self.session.run.control.global_error is not None:
+        run = self.session.run
+        if run.control.global_error is not None:
             return
-        if line.key is None:
-            self.unkeyed += 1
-            return
-        attempt = batch_jobs.open_attempt(self.store, job["id"], line.key)
-        if attempt is None:  # recorded already (a collect cut short), or not this job's
-            return
-        try:
-            translation = await outcome(line)
-        except TranslationError as error:
-            self.session.fail(attempt, error)
-            return
-        run, ref = self.session.run, ref_of(attempt)
-        duration_ms = elapsed_ms(attempt["started_at"])
-        image_job, spec = image_job_of(attempt)
-        await deliver(
-            run,
-            self.outputs,
-            image_job,
-            spec,
-            ref,
+        taken = self._take(job, lines)
+        checked = await anyio.to_thread.run_sync(_checked, [line for _, line in taken])
+        planned: list[tuple[dict[str, Any], PlannedOutput]] = []
+        for (attempt, _), result in zip(taken, checked, strict=True):
+            if isinstance(result, TranslationError):
+                self._later(attempt, functools.partial(self.session.fail, attempt, result))
+                continue
+            image_job, spec = image_job_of(attempt)
+            output = self.outputs.plan(image_job, spec, ref_of(attempt).generation_id, *result)
+            if isinstance(output, TranslationError):
+                self._later(attempt, self._delivery(attempt, result[0].usage, output))
+            else:
+                planned.append((attempt, output))
+        results = await self.outputs.write([output for _, output in planned])
+        # Shorter than planned after a full disk: the rest waits for a later collect.
+        for (attempt, output), written in zip(planned, results, strict=False):
+            if isinstance(written, TranslationError):
+                run.stop_sending_if_global(written)  # at once: the next lines must not be written
+            self._later(attempt, self._delivery(attempt, output.translation.usage, written))
+
+    def _take(
+        self, job: dict[str, Any], lines: list[ResultLine]
+    ) -> list[tuple[dict[str, Any], ResultLine]]:
+        """The lines answering one of the job's open attempts, each key once."""
+        keyed = [line for line in lines if line.key is not None]
+        self.unkeyed += len(lines) - len(keyed)
+        wanted = {str(line.key) for line in keyed} - self._handled
+        attempts = batch_jobs.open_attempts_among(self.store, job["id"], wanted)
+        taken: list[tuple[dict[str, Any], ResultLine]] = []
+        for line in keyed:
+            # None: recorded already (a collect cut short), not this job's, or a repeated key.
+            attempt = attempts.pop(str(line.key), None)
+            if attempt is not None:
+                self._handled.add(str(line.key))
+                taken.append((attempt, line))
+        return taken
+
+    def _delivery(
+        self, attempt: dict[str, Any], usage: Usage, written: Written
+    ) -> Callable[[], None]:
+        return functools.partial(
+            record_delivery,
+            self.session.run,
+            ref_of(attempt),
             batch_jobs.attempt_of(attempt),
-            translation,
+            usage,
+            written,
             attempt=1,
             max_attempts=1,
-            duration_ms=duration_ms,
+            duration_ms=elapsed_ms(attempt["started_at"]),
         )
+
+    def _later(self, attempt: dict[str, Any], record: Callable[[], None]) -> None:
+        """Record an attempt's outcome with others, RECORD_EVERY at a time."""
+        self._outcomes.append((str(attempt["generation_id"]), record))
+        if len(self._outcomes) >= RECORD_EVERY:
+            self._record()
+
+    def _record(self) -> None:
+        """Record the outcomes in hand, in one transaction."""
+        chosen, self._outcomes = self._outcomes, []
+        if not chosen:
+            return
+        with self.store.together(generation_id for generation_id, _ in chosen):
+            for _, record in chosen:
+                record()
 
     def _left_over(self, job: dict[str, Any], ending: Ending) -> TranslationError | None:
         """End the attempts no result line answered, by the job's state; the job's own error
@@ -226,16 +280,28 @@ def _job_error(ending: Ending, unkeyed: int) -> TranslationError | None:
     return None  # cancelled, or gone from the API
 
 
-async def _from_thread(lines: Iterator[ResultLine]) -> AsyncIterator[ResultLine]:
-    """A blocking iterator read in a worker thread, WORKERS items at a time."""
+def _checked(lines: list[ResultLine]) -> list[tuple[Translation, str] | TranslationError]:
+    """Each line's verified image and the SHA-256 of its bytes, or why it has none (blocking)."""
+    checked: list[tuple[Translation, str] | TranslationError] = []
+    for line in lines:
+        try:
+            translation = outcome(line)
+        except TranslationError as error:
+            checked.append(error)
+        else:
+            checked.append((translation, sha256(translation.data)))
+    return checked
+
+
+async def _from_thread(lines: Iterator[ResultLine]) -> AsyncIterator[list[ResultLine]]:
+    """A blocking iterator read in a worker thread, CHUNK items at a time."""
     while True:
-        chunk = await anyio.to_thread.run_sync(list, itertools.islice(lines, WORKERS))
+        chunk = await anyio.to_thread.run_sync(list, itertools.islice(lines, CHUNK))
         if not chunk:
             return
-        for line in chunk:
-            yield line
+        yield chunk
 
 
-async def _listed(lines: Iterator[ResultLine]) -> AsyncIterator[ResultLine]:
-    for line in lines:
-        yield line
+async def _listed(lines: Iterator[ResultLine]) -> AsyncIterator[list[ResultLine]]:
+    while chunk := list(itertools.islice(lines, CHUNK)):
+        yield chunk

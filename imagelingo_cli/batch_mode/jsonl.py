@@ -27,7 +27,7 @@ from imagelingo_cli.gemini import (
     RESPONSE_MODALITIES,
     Translation,
     build_instruction,
-    translation_from,
+    read_translation,
 )
 from imagelingo_cli.images import PreparedImage
 from imagelingo_cli.languages import Language
@@ -147,12 +147,12 @@ def inline_result(entry: Mapping[str, Any]) -> ResultLine:
     )
 
 
-async def outcome(line: ResultLine) -> Translation:
+def outcome(line: ResultLine) -> Translation:
     """The verified image of a line, or the TranslationError saying why there is none: an
     answer goes through the same reading as an interactive one, a Status through the same
-    classification."""
+    classification (blocking)."""
     if line.response is not None:
-        return await translation_from(line.response)
+        return read_translation(line.response)
     if line.error is not None:
         raise classify_status(line.error)
     raise TranslationError(

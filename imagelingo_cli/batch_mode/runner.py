@@ -39,6 +39,7 @@ from imagelingo_cli.engine.run import Run
 from imagelingo_cli.engine.tally import Tally
 from imagelingo_cli.errors import SetupError, TranslationError
 from imagelingo_cli.gemini_batch import RemoteJob
+from imagelingo_cli.outputs import remove_stale_temp_files
 from imagelingo_cli.pathtext import encode_path
 from imagelingo_cli.retry import RetryPolicy
 from imagelingo_cli.runner import Connection, ProcessRequest, RetryRequest
@@ -349,9 +350,22 @@ async def _in_run(
 
 
 async def _follow_all(session: Session, job_ids: Sequence[str]) -> None:
+    await _remove_stale_temp_files(session, job_ids)
     async with anyio.create_task_group() as group:
         for job_id in dict.fromkeys(job_ids):
             group.start_soon(_follow, session, job_id)
+
+
+async def _remove_stale_temp_files(session: Session, job_ids: Sequence[str]) -> None:
+    """The temp files of outputs a crash cut short, in the folders these jobs write to: before
+    any of them is imported (the imports of this run write temp files that look the same), and
+    only while no other run could be writing."""
+    store = session.run.store
+    if store.other_live_runs():
+        return
+    folders = {folder for job_id in job_ids for folder in batch_jobs.out_dirs(store, job_id)}
+    for folder in sorted(folders):
+        await anyio.to_thread.run_sync(remove_stale_temp_files, Path(folder))
 
 
 async def _follow(session: Session, job_id: str) -> None:

@@ -1,20 +1,24 @@
 """One variation's attempts within a run, as the approved policy has them: wait for the send
 gate, send, record the attempt, retry what the policy retries after its backoff (holding no
 slot while it waits), and end with one outcome: completed, failed, or interrupted. `deliver`
-writes and records a successful answer, wherever it came from (a Batch API job's too)."""
+writes and records a successful answer; a Batch API job's answers are written and recorded
+by the same parts (`OutputFiles.write`, `record_delivery`), many at a time."""
 
 from __future__ import annotations
 
 import random
 import time
-from pathlib import Path
+
+import anyio
 
 from imagelingo_cli import events as ev
+from imagelingo_cli.answers import Usage
+from imagelingo_cli.digest import sha256
 from imagelingo_cli.engine.jobs import ImageJob, Translator, VariationSpec
-from imagelingo_cli.engine.output_files import OutputFiles
+from imagelingo_cli.engine.output_files import OutputFiles, Written
 from imagelingo_cli.engine.run import Run
 from imagelingo_cli.engine.slots import ImageTicket
-from imagelingo_cli.errors import TranslationError, output_error
+from imagelingo_cli.errors import TranslationError
 from imagelingo_cli.gemini import Translation
 from imagelingo_cli.images import PreparedImage
 from imagelingo_cli.pathtext import encode_path
@@ -166,26 +170,65 @@ async def deliver(
 ) -> None:
     """A successful attempt's image: written to the variation's output file and recorded
     (its one credit on its first success), or, if it cannot be written, an OUTPUT_ERROR."""
+    written = await write_output(outputs, job, spec, ref, translation)
+    record_delivery(
+        run,
+        ref,
+        attempt_id,
+        translation.usage,
+        written,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        duration_ms=duration_ms,
+    )
+
+
+async def write_output(
+    outputs: OutputFiles,
+    job: ImageJob,
+    spec: VariationSpec,
+    ref: ev.VariationRef,
+    translation: Translation,
+) -> Written:
+    """A successful attempt's image, written to its variation's output file (its intent
+    recorded first)."""
+    digest = await anyio.to_thread.run_sync(sha256, translation.data)
+    planned = outputs.plan(job, spec, ref.generation_id, translation, digest)
+    if isinstance(planned, TranslationError):
+        return planned
+    (written,) = await outputs.write([planned])
+    return written
+
+
+def record_delivery(
+    run: Run,
+    ref: ev.VariationRef,
+    attempt_id: AttemptId,
+    usage: Usage,
+    written: Written,
+    *,
+    attempt: int,
+    max_attempts: int,
+    duration_ms: int,
+) -> None:
+    """Record what `write_output` did: the attempt succeeded (the variation's one credit on
+    its first success), or failed with an OUTPUT_ERROR."""
     store, tally = run.store, run.tally
-    path: Path | None = None
-    try:
-        path = outputs.path_for(job, spec, ref.generation_id, translation.mime_type)
-        digest = await outputs.write(path, ref.generation_id, translation)
-    except (OSError, ValueError) as exc:
-        error = output_error(encode_path(path or spec.out_dir), exc, translation.usage)
+    if isinstance(written, TranslationError):
         store.attempt_failed(
-            attempt_id, ref.generation_id, error, duration_ms=duration_ms, retry_in_ms=None
+            attempt_id, ref.generation_id, written, duration_ms=duration_ms, retry_in_ms=None
         )
-        run.failed(ref, error, attempts=attempt)
-        run.stop_sending_if_global(error)
+        run.failed(ref, written, attempts=attempt)
+        run.stop_sending_if_global(written)
         return
+    path, digest = written
     charged = store.attempt_succeeded(
         attempt_id,
         ref.generation_id,
         duration_ms=duration_ms,
         output_path=encode_path(path),
         output_sha256=digest,
-        usage=translation.usage,
+        usage=usage,
     )
     tally.completed += 1
     tally.credits += int(charged)

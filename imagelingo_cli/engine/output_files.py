@@ -4,16 +4,31 @@ variation's output folder, never over another variation's output (the first free
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
-from imagelingo_cli.digest import sha256
 from imagelingo_cli.engine.jobs import ImageJob, VariationSpec
+from imagelingo_cli.errors import TranslationError, output_error
 from imagelingo_cli.gemini import Translation
 from imagelingo_cli.outputs import output_path, write_atomic
 from imagelingo_cli.pathtext import encode_path
 from imagelingo_cli.store import Store
+
+# Where an output went and the SHA-256 of its bytes, or why it could not be written.
+Written = tuple[Path, str] | TranslationError
+
+
+@dataclass(frozen=True)
+class PlannedOutput:
+    """An output whose path is reserved: the variation's image and the SHA-256 of its bytes."""
+
+    path: Path
+    generation_id: str
+    translation: Translation
+    sha256: str
 
 
 class OutputFiles:
@@ -32,13 +47,30 @@ class OutputFiles:
         )
         return self._free(wanted, generation_id)
 
-    async def write(self, path: Path, generation_id: str, translation: Translation) -> str:
-        """Record the intent, write the file atomically; returns the bytes' SHA-256 (hex).
-        OSError when it cannot be written."""
-        digest = await anyio.to_thread.run_sync(sha256, translation.data)
-        self.store.intend_output(generation_id, encode_path(path), digest)
-        await anyio.to_thread.run_sync(write_atomic, path, translation.data)
-        return digest
+    def plan(
+        self,
+        job: ImageJob,
+        spec: VariationSpec,
+        generation_id: str,
+        translation: Translation,
+        sha256: str,
+    ) -> PlannedOutput | TranslationError:
+        """The output of a variation's image, its path reserved, or the OUTPUT_ERROR saying why
+        it has none."""
+        try:
+            path = self.path_for(job, spec, generation_id, translation.mime_type)
+        except (OSError, ValueError) as exc:
+            return output_error(encode_path(spec.out_dir), exc, translation.usage)
+        return PlannedOutput(path, generation_id, translation, sha256)
+
+    async def write(self, planned: Sequence[PlannedOutput]) -> list[Written]:
+        """Record the intents (one transaction), then write the files atomically, in turn, in
+        a worker thread: where each went, or its OUTPUT_ERROR. The list ends early after an
+        error every later write would meet too (a full disk)."""
+        self.store.intend_outputs(
+            [(output.generation_id, encode_path(output.path), output.sha256) for output in planned]
+        )
+        return await anyio.to_thread.run_sync(_write_in_turn, planned)
 
     def _free(self, wanted: Path, generation_id: str) -> Path:
         """`wanted`, unless it holds a file that is not this variation's earlier output: then the
@@ -55,3 +87,18 @@ class OutputFiles:
             candidate = wanted.with_name(f"{wanted.stem}-{number}{wanted.suffix}")
         self._reserved[candidate] = generation_id  # before the write: two may finish together
         return candidate
+
+
+def _write_in_turn(planned: Sequence[PlannedOutput]) -> list[Written]:
+    written: list[Written] = []
+    for output in planned:
+        try:
+            write_atomic(output.path, output.translation.data)
+        except OSError as exc:
+            error = output_error(encode_path(output.path), exc, output.translation.usage)
+            written.append(error)
+            if error.is_global:
+                break
+        else:
+            written.append((output.path, output.sha256))
+    return written

@@ -20,7 +20,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -167,6 +167,7 @@ class Store:
         self.db = db
         self.path = path
         self._text_ids: dict[str, int] = {}  # texts seen by this connection (see `_text`)
+        self._together: set[int] | None = None  # the variations of a `together` block
 
     # -- runs --
 
@@ -600,13 +601,16 @@ class Store:
             )
         return not charged_before
 
-    def intend_output(self, generation_id: str, path: str, sha256: str) -> None:
-        """Before an output is written: where it goes and what it holds, so that a run killed
-        between the write and `attempt_succeeded` leaves a file the next run can adopt."""
-        self.db.execute(
-            "UPDATE generation_rows SET pending_output = ?, pending_output_sha256 = ? WHERE id = ?",
-            [path, sha256, generation_id],
-        )
+    def intend_outputs(self, outputs: Sequence[tuple[str, str, str]]) -> None:
+        """Before outputs are written, (generation id, path, SHA-256) each: where it goes and
+        what it holds, so that a run killed between the write and `attempt_succeeded` leaves a
+        file the next run can adopt."""
+        with self.transaction():
+            self.db.executemany(
+                "UPDATE generation_rows SET pending_output = ?, pending_output_sha256 = ?"
+                " WHERE id = ?",
+                [(path, sha256, generation_id) for generation_id, path, sha256 in outputs],
+            )
 
     def adopt_output(self, generation_id: str) -> bool:
         """Complete a variation with the output an earlier run wrote but did not record (the
@@ -695,9 +699,30 @@ class Store:
             raise
 
     @contextmanager
+    def together(self, generation_ids: Iterable[str]) -> Iterator[None]:
+        """The writes to these variations made in the block, in one transaction that moves the
+        tallies once by what they changed together (a Batch API job's results: counting the
+        tallies for each write would cost more than the write)."""
+        with self.transaction():
+            seqs = {self._seq(generation_id) for generation_id in generation_ids}
+            change = tallies.Change(self.db, seqs)
+            self._together = seqs
+            try:
+                yield
+            finally:
+                self._together = None
+            change.apply()
+
+    @contextmanager
     def _writing(self, generation_id: str) -> Iterator[int]:
         """One write transaction to a variation (its seq yielded) that moves the tallies by
-        exactly what it changed."""
+        exactly what it changed; inside `together`, a part of its transaction."""
+        if self._together is not None:
+            seq = self._seq(generation_id)
+            if seq not in self._together:
+                raise ValueError(f"{generation_id} is not among the variations written together")
+            yield seq
+            return
         with self.transaction():
             seq = self._seq(generation_id)
             change = tallies.Change(self.db, [seq])

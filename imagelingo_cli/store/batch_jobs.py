@@ -14,7 +14,7 @@ tallies move with them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from imagelingo_cli.states import GenerationStatus, JobState, Trigger
@@ -33,8 +33,8 @@ __all__ = [
     "job_seq",
     "jobs",
     "mark_imported",
-    "open_attempt",
     "open_attempts",
+    "open_attempts_among",
     "open_count",
     "out_dirs",
     "record_job",
@@ -203,12 +203,11 @@ _ATTEMPT_COLUMNS = (
     " g.id AS generation_id, g.source_path, g.relative_path, g.image_sha256, g.variation,"
     " g.target_language, g.model, g.backend, g.out_dir"
 )
-_ATTEMPTS_OF_JOB = (
+_ATTEMPTS = (
     "FROM attempt_rows a JOIN generation_rows r ON r.seq = a.generation_seq"
     " JOIN generations g ON g.id = r.id LEFT JOIN texts asked ON asked.id = a.model_ref"
-    " WHERE a.batch_job_seq = (SELECT seq FROM batch_job_rows WHERE id = ?)"
-    " AND a.outcome_code IS NULL"
 )
+_JOB_SEQ = "(SELECT seq FROM batch_job_rows WHERE id = ?)"
 
 
 def attempt_of(row: Mapping[str, Any]) -> AttemptId:
@@ -220,15 +219,24 @@ def open_attempts(store: Store, job_id: str) -> list[dict[str, Any]]:
     """The job's attempts still waiting for an outcome, with their variations, in the order
     they were recorded."""
     return store._rows(
-        f"SELECT {_ATTEMPT_COLUMNS} {_ATTEMPTS_OF_JOB} ORDER BY a.generation_seq", [job_id]
+        f"SELECT {_ATTEMPT_COLUMNS} {_ATTEMPTS} WHERE a.batch_job_seq = {_JOB_SEQ}"
+        " AND a.outcome_code IS NULL ORDER BY a.generation_seq",
+        [job_id],
     )
 
 
-def open_attempt(store: Store, job_id: str, generation_id: str) -> dict[str, Any] | None:
-    """The job's open attempt for this variation (a result line's key), if it has one."""
-    return store._row(
-        f"SELECT {_ATTEMPT_COLUMNS} {_ATTEMPTS_OF_JOB} AND r.id = ?", [job_id, generation_id]
+def open_attempts_among(
+    store: Store, job_id: str, generation_ids: Collection[str]
+) -> dict[str, dict[str, Any]]:
+    """The job's open attempts for these variations (result lines' keys), by variation."""
+    marks = ", ".join("?" * len(generation_ids))
+    # Found by their ids: `+` keeps SQLite from walking all the job's attempts instead.
+    rows = store._rows(
+        f"SELECT {_ATTEMPT_COLUMNS} {_ATTEMPTS} WHERE r.id IN ({marks})"
+        f" AND +a.batch_job_seq = {_JOB_SEQ} AND a.outcome_code IS NULL",
+        [*generation_ids, job_id],
     )
+    return {str(row["generation_id"]): row for row in rows}
 
 
 def _open_seqs(store: Store, job_id: str) -> list[int]:
