@@ -67,6 +67,8 @@ class OutputFiles:
         """Record the intents (one transaction), then write the files atomically, in turn, in
         a worker thread: where each went, or its OUTPUT_ERROR. The list ends early after an
         error every later write would meet too (a full disk)."""
+        if not planned:  # a chunk of failed answers: no transaction, no thread
+            return []
         self.store.intend_outputs(
             [(output.generation_id, encode_path(output.path), output.sha256) for output in planned]
         )
