@@ -225,7 +225,11 @@ def test_no_wait_then_collect_finds_every_variation_once(bench: Bench) -> None:
     assert bench.batch["jobs_created"] == 1 and bench.batch["lines"] == 3
     history = bench.cli("history", "--json")
     assert len(json.loads(history.output)) == 3  # every variation once
-    assert bench.run("batch", "collect").exit_code == 0  # nothing left: nothing happens
+    runs = bench.rows("SELECT COUNT(*) AS n FROM runs")[0]["n"]
+    again = bench.run("batch", "collect")  # nothing left: nothing happens, no run is recorded
+    assert again.exit_code == 0, again.output
+    assert "No batch job to wait for" in again.output
+    assert bench.rows("SELECT COUNT(*) AS n FROM runs")[0]["n"] == runs
     assert bench.batch["jobs_created"] == 1
 
 

@@ -17,6 +17,7 @@ from imagelingo_cli.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     fail_setup,
+    nothing_to_do,
     open_db,
     read_db,
 )
@@ -234,10 +235,19 @@ def _on_jobs(
     json_output: bool,
     start: Callable[[Store, Connection, str | None], Start],
 ) -> NoReturn:
-    """A run on recorded jobs (`job`, resolved, or all): the present connection, then `_run`."""
+    """A run on recorded jobs (`job`, resolved, or every one not recorded yet): the present
+    connection, then `_run`. With no job named and none left to record, no run is started."""
+    from imagelingo_cli.store import batch_jobs
+
     connection = _connection(base_url, timeout)
     store = open_db(db, create=False)
     job_id = _resolve(store, job) if job else None
+    if job_id is None and not batch_jobs.unimported_jobs(store):
+        store.close()
+        nothing_to_do(
+            "No batch job to wait for (imagelingo batch list shows them all).", json_output
+        )
+        raise typer.Exit(EXIT_OK)
     _run(ctx, store, json_output, start(store, connection, job_id))
 
 

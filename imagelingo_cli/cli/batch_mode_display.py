@@ -254,8 +254,6 @@ def render_outcome(outcome: BatchModeSummary) -> str:
     then what still waits at Google and how to come back to it."""
     summary = outcome.summary
     jobs = len(outcome.jobs)
-    if not jobs and not summary.total:
-        return "No batch job to wait for (imagelingo batch list shows them all)."
     lines = [
         f"{summary.completed} completed, {summary.failed} failed, {summary.skipped} skipped"
         f" in {summary.elapsed:.1f} s · {jobs} job{'s' * (jobs != 1)}"
