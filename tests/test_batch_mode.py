@@ -158,6 +158,26 @@ def test_a_mixed_job_is_imported_line_by_line_by_key(cli: Cli, tmp_path: Path) -
     assert refused["api_status"] == "IMAGE_SAFETY" and refused["total_tokens"]  # billed tokens
 
 
+@pytest.mark.parametrize("output", ["auto", "inline"])
+def test_results_that_repeat_their_keys_are_recorded_once(
+    cli: Cli, tmp_path: Path, output: str
+) -> None:
+    """Every result twice over (nothing promises a key appears once): each variation is
+    written and recorded once, its second line ignored, in the same chunk or a later one."""
+    images = {f"sign-{i:02d}.png": png((20 * i, 90, 160)) for i in range(12)}
+    scenario = {"batch": {"jobs": [{"order": "repeated", "output": output}]}}
+    for bench in bench_for(cli, tmp_path, images, scenario=scenario):
+        result = bench.process("--variations", "2")
+    assert result.exit_code == 0, result.output
+    rows = bench.rows("SELECT status, credits_charged, attempt_count FROM generations")
+    assert [(r["status"], r["credits_charged"], r["attempt_count"]) for r in rows] == [
+        ("completed", 1, 1)
+    ] * 24
+    outputs = sorted(path.name for path in bench.out.rglob("*") if path.is_file())
+    assert len(outputs) == 24 and not any("-2." in name for name in outputs)
+    assert "24 completed, 0 failed" in result.output
+
+
 def test_line_errors_in_grpc_codes_under_status_are_classified(cli: Cli, tmp_path: Path) -> None:
     """A line error given as `{"status": {"code": 8}}` (a gRPC number, no status string, with
     details objects the SDK cannot parse) is a RATE_LIMIT all the same."""

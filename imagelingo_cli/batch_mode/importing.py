@@ -63,7 +63,9 @@ class JobImport:
         self.store = session.run.store
         self.outputs = OutputFiles(self.store, force=session.run.options.force)
         self.unkeyed = 0  # result lines without a key: they cannot be matched
-        self._handled: set[str] = set()  # keys of the lines taken, against a repeated key
+        # Keys of the lines taken whose outcome is not recorded yet: a repeated key meanwhile
+        # is not taken twice (once recorded, its attempt is no longer open).
+        self._taken: set[str] = set()
         self._outcomes: list[tuple[str, Callable[[], None]]] = []  # to record, by variation
 
     async def settle(self, job: dict[str, Any], ending: Ending, client: BatchClient) -> None:
@@ -199,14 +201,14 @@ class JobImport:
         """The lines answering one of the job's open attempts, each key once."""
         keyed = [line for line in lines if line.key is not None]
         self.unkeyed += len(lines) - len(keyed)
-        wanted = {str(line.key) for line in keyed} - self._handled
+        wanted = {str(line.key) for line in keyed} - self._taken
         attempts = batch_jobs.open_attempts_among(self.store, job["id"], wanted)
         taken: list[tuple[dict[str, Any], ResultLine]] = []
         for line in keyed:
             # None: recorded already (a collect cut short), not this job's, or a repeated key.
             attempt = attempts.pop(str(line.key), None)
             if attempt is not None:
-                self._handled.add(str(line.key))
+                self._taken.add(str(line.key))
                 taken.append((attempt, line))
         return taken
 
@@ -239,6 +241,7 @@ class JobImport:
         with self.store.together(generation_id for generation_id, _ in chosen):
             for _, record in chosen:
                 record()
+        self._taken.difference_update(generation_id for generation_id, _ in chosen)
 
     def _left_over(self, job: dict[str, Any], ending: Ending) -> TranslationError | None:
         """End the attempts no result line answered, by the job's state; the job's own error

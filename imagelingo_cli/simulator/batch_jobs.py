@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from imagelingo_cli.simulator import faults
 from imagelingo_cli.simulator.batch_script import JobRule
@@ -335,13 +335,12 @@ class BatchJob:
         partial = phase.state == "BATCH_STATE_CANCELLED" and self._answered > 0
         if not (wanted or partial):
             return None
-        reverse = self.rule.order == "reversed"
         if isinstance(self.source, InlineInput):
-            inline = self._inline[::-1] if reverse else self._inline
+            inline = _reordered(self._inline, self.rule.order)
             return {"inlinedResponses": {"inlinedResponses": inline}}
         assert self._lines_path is not None  # at least one line was answered
-        if reverse:
-            self._lines_path = self._reversed(self._lines_path)
+        if self.rule.order != "input":
+            self._lines_path = self._reordered_file(self._lines_path)
         if self.rule.output == "inline":
             return {"inlinedResponses": {"inlinedResponses": self._inline_from_file()}}
         file_id = f"batch-{self.id}"
@@ -349,13 +348,14 @@ class BatchJob:
         self._backend.files.add_generated(file_id, self._lines_path, "application/jsonl", available)
         return {"responsesFile": f"files/{file_id}"}
 
-    def _reversed(self, path: Path) -> Path:
-        """A copy of a responses file with its lines in reverse order."""
+    def _reordered_file(self, path: Path) -> Path:
+        """A copy of a responses file with its lines in the rule's order."""
         with path.open("rb") as lines:
             kept = lines.readlines()
-        flipped = self._backend.storage.new_path(f"batch-{self.id}-reversed.jsonl")
-        flipped.write_bytes(b"".join(reversed(kept)))
-        return flipped
+        copy = self._backend.storage.new_path(f"batch-{self.id}-{self.rule.order}.jsonl")
+        reordered: list[bytes] = _reordered(kept, self.rule.order)
+        copy.write_bytes(b"".join(reordered))
+        return copy
 
     def _inline_from_file(self) -> list[dict[str, Any]]:
         """The responses file as inline responses, each tagged with its line's key."""
@@ -423,3 +423,15 @@ class BatchJob:
                 }
             ]
         return error
+
+
+_T = TypeVar("_T")
+
+
+def _reordered(items: list[_T], order: str) -> list[_T]:
+    """Results in a batch rule's order: as asked, reversed, or all of them twice over."""
+    if order == "reversed":
+        return items[::-1]
+    if order == "repeated":
+        return items + items
+    return items

@@ -42,8 +42,9 @@ What a rule scripts:
   ``grpc`` (``{"code": 8}`` with no status string) in line errors.
 * ``error_field``: ``error`` (default) or ``status``: the key of a failed line in the file.
 * ``echo_metadata``: false drops the request ``metadata`` from inline responses.
-* ``order``: ``input`` (default) or ``reversed``: the results come back in the reverse order
-  of the requests (Google does not keep their order), in the file and inline.
+* ``order``: ``input`` (default), ``reversed``: the results come back in the reverse order
+  of the requests (Google does not keep their order), or ``repeated``: all the results twice
+  over (nothing promises a key appears once), in the file and inline.
 
 `parse_batch_script` validates it all and raises ValueError naming the problem.
 """
@@ -139,7 +140,7 @@ class JobRule:
     status_codes: Literal["http", "grpc"] = "http"
     error_field: Literal["error", "status"] = "error"
     echo_metadata: bool = True
-    order: Literal["input", "reversed"] = "input"
+    order: Literal["input", "reversed", "repeated"] = "input"
 
     @property
     def source(self) -> str:
@@ -218,7 +219,7 @@ def _job_rule(index: int, raw: object, where: str) -> JobRule:
         status_codes=_choice(raw, "status_codes", ("http", "grpc"), "http", where),
         error_field=_choice(raw, "error_field", ("error", "status"), "error", where),
         echo_metadata=_flag(raw, "echo_metadata", True, where),
-        order=_choice(raw, "order", ("input", "reversed"), "input", where),
+        order=_choice(raw, "order", ("input", "reversed", "repeated"), "input", where),
     )
 
 
