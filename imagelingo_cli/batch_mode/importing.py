@@ -22,7 +22,6 @@ the same path again.
 from __future__ import annotations
 
 import functools
-import itertools
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
@@ -54,6 +53,7 @@ _NOT_FOUND = 404
 # Lines a worker handles at once: one query finds their attempts, one thread hop checks them,
 # one transaction records their outputs' intents, one thread hop writes the outputs.
 CHUNK = 16
+CHUNK_BYTES = 4 * 1024 * 1024
 RECORD_EVERY = 64  # outcomes recorded in one transaction: the tallies are counted once for them
 
 
@@ -297,14 +297,24 @@ def _checked(lines: list[ResultLine]) -> list[tuple[Translation, str] | Translat
 
 
 async def _from_thread(lines: Iterator[ResultLine]) -> AsyncIterator[list[ResultLine]]:
-    """A blocking iterator read in a worker thread, CHUNK items at a time."""
-    while True:
-        chunk = await anyio.to_thread.run_sync(list, itertools.islice(lines, CHUNK))
-        if not chunk:
-            return
+    """A blocking iterator read in a worker thread, a chunk at a time."""
+    while chunk := await anyio.to_thread.run_sync(_chunk_of, lines):
         yield chunk
 
 
 async def _listed(lines: Iterator[ResultLine]) -> AsyncIterator[list[ResultLine]]:
-    while chunk := list(itertools.islice(lines, CHUNK)):
+    while chunk := _chunk_of(lines):
         yield chunk
+
+
+def _chunk_of(lines: Iterator[ResultLine]) -> list[ResultLine]:
+    """The next CHUNK lines, fewer when they hold CHUNK_BYTES: large images are taken a few at
+    a time, so that the chunks in hand stay small in memory."""
+    chunk: list[ResultLine] = []
+    size = 0
+    for line in lines:
+        chunk.append(line)
+        size += line.size
+        if len(chunk) == CHUNK or size >= CHUNK_BYTES:
+            break
+    return chunk

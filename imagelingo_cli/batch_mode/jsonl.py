@@ -108,6 +108,7 @@ class ResultLine:
     response: Mapping[str, Any] | None = None
     error: Mapping[str, Any] | None = None
     unreadable: str | None = None  # why the line could not be read
+    size: int = 0  # bytes of the line in the results file (0: an inline answer)
 
 
 def result_lines(path: Path) -> Iterator[ResultLine]:
@@ -119,12 +120,13 @@ def result_lines(path: Path) -> Iterator[ResultLine]:
 
 
 def _result_line(raw: bytes) -> ResultLine:
+    size = len(raw)
     try:
         line = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return ResultLine(None, unreadable=f"a results line is not JSON: {exc}")
+        return ResultLine(None, unreadable=f"a results line is not JSON: {exc}", size=size)
     if not isinstance(line, dict):
-        return ResultLine(None, unreadable="a results line is not a JSON object")
+        return ResultLine(None, unreadable="a results line is not a JSON object", size=size)
     key = line.get("key")
     # The docs call a failed line's field a "status object"; Google's own examples read `error`.
     error = line.get("error", line.get("status"))
@@ -132,6 +134,7 @@ def _result_line(raw: bytes) -> ResultLine:
         str(key) if key is not None else None,
         _object(line.get("response")),
         _object(error),
+        size=size,
     )
 
 
