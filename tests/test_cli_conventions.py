@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLES, TEST_KEY, Cli, json_lines, scenario_simulator
 from procs import Proc, child_env, query, wait_until
+from rich.cells import cell_len
 from rich.console import Console
 
 from imagelingo_cli import events as ev
 from imagelingo_cli.cli.records import ATTEMPT_FIELDS, VARIATION_FIELDS
-from imagelingo_cli.cli.reporters import render_failure_panel
+from imagelingo_cli.cli.reporters import command_lines, render_failure_panel, report_hint
 from imagelingo_cli.simulator import Simulator
 from imagelingo_cli.states import RunStatus
 
@@ -113,6 +114,23 @@ def test_commands_to_copy_are_never_cut_by_wrapping(width: int) -> None:
     for gid in ids:
         assert any(f"imagelingo retry-failed {gid}" in line for line in lines), lines
     assert any(line.strip(" │").endswith("imagelingo retry-failed") for line in lines)
+    assert all(cell_len(line) <= width for line in lines), lines  # no line the terminal wraps
+
+
+def test_the_report_command_stands_whole_on_a_narrow_terminal() -> None:
+    """The report hint after a run: one line where it fits, else its words, then the whole
+    command on the next line; never split in a pipe (one record per line)."""
+    summary = ev.Summary(
+        "01m8q0vkd0jzzqztxg0bdw8p1d", RunStatus.COMPLETED, 1, 1, 0, 0, 0, 1, 1, 1.0
+    )
+    hint = report_hint(summary)
+    assert hint is not None
+    command = "imagelingo report --run 01m8q0vkd0jzzqztxg0bdw8p1d --open"
+    wide = [line.plain for line in command_lines(*hint, width=120)]
+    assert wide == [f"See the results side by side: {command}"]
+    narrow = [line.plain for line in command_lines(*hint, width=60)]
+    assert narrow == ["See the results side by side:", command]
+    assert [line.plain for line in command_lines(*hint, width=None)] == wide
 
 
 def test_json_outputs_parse_and_speak_one_vocabulary(

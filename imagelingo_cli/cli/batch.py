@@ -25,10 +25,11 @@ from imagelingo_cli.cli.reporters import (
     PipeConsole,
     PlainReporter,
     Reporter,
+    command_lines,
     failure_lines,
     render_failure_panel,
-    render_report_hint,
     render_summary_line,
+    report_hint,
 )
 from imagelingo_cli.clock import Clock, MonotonicClock
 from imagelingo_cli.control import BatchControl
@@ -193,9 +194,10 @@ def report_outcome(summary: ev.Summary, reporter: Reporter, json_output: bool) -
         try:
             print_failures(console, summary)
             console.print(render_summary_line(summary), soft_wrap=True)
-            hint = render_report_hint(summary)
-            if hint:
-                console.print(hint, style="dim", soft_wrap=True)
+            hint = report_hint(summary)
+            width = console.width if console.is_terminal else None
+            for line in command_lines(*hint, width=width) if hint else ():
+                console.print(line, style="dim", soft_wrap=True)
         except BrokenPipeError:
             silence_stdout()
     raise typer.Exit(exit_code(summary))

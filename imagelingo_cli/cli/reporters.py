@@ -282,8 +282,8 @@ PANEL_FRAME = 4  # a panel's borders and padding, in cells
 def render_failure_panel(summary: ev.Summary, *, width: int, limit: int = 20) -> RenderableType:
     """Each failed variation: what, which code, the API's message, and the command that
     retries it; then how to retry them all. A command to copy is never cut by wrapping:
-    when one would not fit in the box at `width`, all of them are listed under it, one per
-    line. Past `limit` failures, where to see the rest."""
+    when one would not fit in the box at `width`, all of them are listed under it, each on a
+    line of its own if need be. Past `limit` failures, where to see the rest."""
     failures = summary.failures
     shown = failures[:limit]
     commands = _commands(shown, summary.run_id, hidden=len(failures) - limit)
@@ -324,8 +324,16 @@ def render_failure_panel(summary: ev.Summary, *, width: int, limit: int = 20) ->
     panel = Panel(Group(*lines), title=title, title_align="left", border_style="red")
     if inside:
         return panel
-    below = [_command_line(words, command, indent="") for words, command in commands]
+    below = [line for pair in commands for line in command_lines(*pair, width=width)]
     return Group(panel, *below)
+
+
+def command_lines(words: str, command: str, *, width: int | None) -> list[Text]:
+    """A command to copy, on one line with its words, or, where that line is wider than the
+    terminal (`width`; None: a pipe, never split), alone on the line after them."""
+    if width is None or cell_len(words + command) <= width:
+        return [_command_line(words, command, indent="")]
+    return [Text(words[:1].upper() + words[1:].rstrip()), _command_line("", command, indent="")]
 
 
 def failure_lines(summary: ev.Summary) -> list[str]:
@@ -418,8 +426,9 @@ def render_summary_line(summary: ev.Summary) -> str:
     return line
 
 
-def render_report_hint(summary: ev.Summary) -> str | None:
-    """The command that shows this run in a browser; None when it worked on no variation."""
+def report_hint(summary: ev.Summary) -> tuple[str, str] | None:
+    """The command that shows this run in a browser, with its words; None when the run
+    worked on no variation."""
     if not (summary.completed or summary.failed or summary.interrupted):
         return None
-    return f"See the results side by side: imagelingo report --run {summary.run_id} --open"
+    return "See the results side by side: ", f"imagelingo report --run {summary.run_id} --open"
