@@ -188,6 +188,8 @@ class JobImport:
                 self._later(attempt, self._delivery(attempt, result[0].usage, output))
             else:
                 planned.append((attempt, output))
+        if run.control.global_error is not None:  # the disk filled while these were checked
+            return
         results = await self.outputs.write([output for _, output in planned])
         # Shorter than planned after a full disk: the rest waits for a later collect.
         for (attempt, output), written in zip(planned, results, strict=False):
@@ -202,7 +204,7 @@ class JobImport:
         keyed = [line for line in lines if line.key is not None]
         self.unkeyed += len(lines) - len(keyed)
         wanted = {str(line.key) for line in keyed} - self._taken
-        attempts = batch_jobs.open_attempts_among(self.store, job["id"], wanted)
+        attempts = batch_jobs.open_attempts_among(self.store, job["id"], wanted) if wanted else {}
         taken: list[tuple[dict[str, Any], ResultLine]] = []
         for line in keyed:
             # None: recorded already (a collect cut short), not this job's, or a repeated key.
