@@ -133,6 +133,22 @@ def test_the_report_command_stands_whole_on_a_narrow_terminal() -> None:
     assert [line.plain for line in command_lines(*hint, width=None)] == wide
 
 
+_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_the_end_of_a_run_on_a_narrow_terminal_is_wrapped_between_words(tmp_path: Path) -> None:
+    """At 60 columns, what a run prints after its live table (the failure panel, the commands,
+    the summary) is laid out by imagelingo between words: no line is wider than the terminal,
+    so the terminal never cuts one mid-word."""
+    args = ["process", str(SAMPLES), "-n", "2", "--simulate", "flaky", "--out", str(tmp_path)]
+    proc = Proc(args, env=child_env(COLUMNS="60", LINES="40"), cwd=tmp_path, terminal=True)
+    assert proc.wait(timeout=120) == 1, proc.text()
+    text = _ESCAPE.sub("", proc.stdout.decode()).replace("\r", "")
+    end = text[text.rindex("╭─") :].splitlines()
+    assert any(line.startswith("8 completed, 2 failed") for line in end), end
+    assert all(cell_len(line) <= 60 for line in end), end
+
+
 def test_json_outputs_parse_and_speak_one_vocabulary(
     cli: Cli, recorded: list[dict[str, object]]
 ) -> None:

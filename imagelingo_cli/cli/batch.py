@@ -193,7 +193,10 @@ def report_outcome(summary: ev.Summary, reporter: Reporter, json_output: bool) -
         console = PipeConsole(highlight=False)
         try:
             print_failures(console, summary)
-            console.print(render_summary_line(summary), soft_wrap=True)
+            # A terminal wraps it between words; a pipe gets each sentence on one line.
+            console.print(
+                render_summary_line(summary), markup=False, soft_wrap=not console.is_terminal
+            )
             hint = report_hint(summary)
             width = console.width if console.is_terminal else None
             for line in command_lines(*hint, width=width) if hint else ():

@@ -280,7 +280,12 @@ def _finish(outcome: BatchModeSummary, reporter: Reporter, json_output: bool) ->
         console = PipeConsole(highlight=False)
         try:
             print_failures(console, summary)
-            console.print(render_outcome(outcome), markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                render_outcome(outcome),
+                markup=False,
+                highlight=False,
+                soft_wrap=not console.is_terminal,  # a terminal wraps it between words
+            )
         except BrokenPipeError:
             silence_stdout()
     if summary.status == "interrupted":

@@ -405,7 +405,7 @@ def render_summary_line(summary: ev.Summary) -> str:
         line += (
             f"\nRate limited: the quota is {rate.quota_per_minute} requests/min, so the run "
             f"paced itself to {rate.paced_per_minute:g}/min "
-            f"({plural(rate.throttled_attempts, 'request')} throttled). Start at that pace "
+            f"({plural(rate.throttled_attempts, 'request')} throttled).\nStart at that pace "
             f"next time: --rpm {rate.suggested_rpm} (or imagelingo settings set rpm "
             f"{rate.suggested_rpm})"
         )
