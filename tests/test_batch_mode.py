@@ -518,6 +518,24 @@ def test_inline_results_are_matched_by_their_metadata_key(
         assert all("2 result lines had no key" in r["error_message"] for r in rows)
 
 
+def library_request(folder: Path, out: Path, base_url: str, *, concurrency: int) -> Any:
+    """What `process FOLDER --batch -n 2 --to es` asks, built for the library."""
+    from imagelingo_cli.languages import resolve_language
+    from imagelingo_cli.retry import RetryPolicy
+    from imagelingo_cli.runner import Connection, ProcessRequest
+
+    return ProcessRequest(
+        paths=[folder],
+        variations=2,
+        languages=(resolve_language("es"),),
+        model=MODEL,
+        out_dir=out,
+        policy=RetryPolicy(),
+        concurrency=concurrency,
+        connection=Connection(api_key=KEY, base_url=base_url),
+    )
+
+
 def test_a_job_pending_past_the_limit_is_reported_and_left_waiting(tmp_path: Path) -> None:
     """The library: a job still PENDING after `pending_limit` seconds of waiting is reported,
     not polled for ever; the run ends `submitted`, its variations still in the job."""
@@ -525,9 +543,7 @@ def test_a_job_pending_past_the_limit_is_reported_and_left_waiting(tmp_path: Pat
 
     from imagelingo_cli.batch_mode.runner import BatchModeOptions, submit
     from imagelingo_cli.clock import VirtualClock
-    from imagelingo_cli.languages import resolve_language
-    from imagelingo_cli.retry import RetryPolicy
-    from imagelingo_cli.runner import Connection, ProcessRequest, plan_process
+    from imagelingo_cli.runner import plan_process
     from imagelingo_cli.store import open_store
 
     folder = tmp_path / "imgs"
@@ -538,16 +554,7 @@ def test_a_job_pending_past_the_limit_is_reported_and_left_waiting(tmp_path: Pat
     seen: list[Any] = []
     options = BatchModeOptions(first_poll=1, max_poll=30, pending_limit=600)
     with Simulator("ok", clock=clock.now, batch_pending=100_000) as sim:
-        request = ProcessRequest(
-            paths=[folder],
-            variations=2,
-            languages=(resolve_language("es"),),
-            model=MODEL,
-            out_dir=tmp_path / "out",
-            policy=RetryPolicy(),
-            concurrency=2,
-            connection=Connection(api_key=KEY, base_url=sim.base_url),
-        )
+        request = library_request(folder, tmp_path / "out", sim.base_url, concurrency=2)
         jobs = plan_process(request, store).jobs
 
         async def main() -> Any:
@@ -616,9 +623,7 @@ def test_stopping_while_building_creates_no_job_and_leaves_nothing_claimed(tmp_p
     from imagelingo_cli.batch_mode.runner import BatchModeOptions, submit
     from imagelingo_cli.clock import VirtualClock
     from imagelingo_cli.control import BatchControl
-    from imagelingo_cli.languages import resolve_language
-    from imagelingo_cli.retry import RetryPolicy
-    from imagelingo_cli.runner import Connection, ProcessRequest, plan_process
+    from imagelingo_cli.runner import plan_process
     from imagelingo_cli.store import open_store
 
     folder = tmp_path / "imgs"
@@ -633,16 +638,7 @@ def test_stopping_while_building_creates_no_job_and_leaves_nothing_claimed(tmp_p
             control.request_stop()
 
     with Simulator("ok", clock=clock.now) as sim:
-        request = ProcessRequest(
-            paths=[folder],
-            variations=2,
-            languages=(resolve_language("es"),),
-            model=MODEL,
-            out_dir=tmp_path / "out",
-            policy=RetryPolicy(),
-            concurrency=1,
-            connection=Connection(api_key=KEY, base_url=sim.base_url),
-        )
+        request = library_request(folder, tmp_path / "out", sim.base_url, concurrency=1)
         jobs = plan_process(request, store).jobs
 
         async def main() -> Any:

@@ -61,6 +61,12 @@ DB = typer.Option(
 YES = typer.Option(
     False, "--yes", "-y", help="Do not ask before a large run (see settings confirm_above)."
 )
+JSON_LINES = typer.Option(
+    False, "--json", help="JSON lines on stdout: one object per event, nothing else."
+)
+NO_WAIT = typer.Option(
+    False, "--no-wait", help="With --batch: return once submitted (imagelingo batch collect)."
+)
 CODES = typer.Option(None, "--code", metavar="CODE", help="Only this error code (repeatable).")
 LANGUAGES = typer.Option(
     None,

@@ -63,15 +63,11 @@ def process(
     ),
     yes: bool = options.YES,
     db: Path | None = options.DB,
-    json_output: bool = typer.Option(
-        False, "--json", help="JSON lines on stdout: one object per event, nothing else."
-    ),
+    json_output: bool = options.JSON_LINES,
     batch: bool = typer.Option(
         False, "--batch", help="Send through Gemini's Batch API: half the price, within 24 h."
     ),
-    no_wait: bool = typer.Option(
-        False, "--no-wait", help="With --batch: return once submitted (imagelingo batch collect)."
-    ),
+    no_wait: bool = options.NO_WAIT,
 ) -> None:
     """Translate the text in every image found, N variations each, retrying what is transient.
 

@@ -44,15 +44,11 @@ def retry_failed(
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be sent; send nothing."),
     yes: bool = options.YES,
     db: Path | None = options.DB,
-    json_output: bool = typer.Option(
-        False, "--json", help="JSON lines on stdout: one object per event, nothing else."
-    ),
+    json_output: bool = options.JSON_LINES,
     batch: bool = typer.Option(
         False, "--batch", help="Retry as a new Gemini Batch API job instead of one by one."
     ),
-    no_wait: bool = typer.Option(
-        False, "--no-wait", help="With --batch: return once submitted (imagelingo batch collect)."
-    ),
+    no_wait: bool = options.NO_WAIT,
 ) -> None:
     """Retry failed variations with the parameters they were made with; never a completed one.
 

@@ -573,7 +573,6 @@ class Store:
         """Record success. The variation's one credit is charged on its first success only;
         returns whether this success charged it."""
         stamp = now_ms()
-        folder, name = encoding.split_path(output_path)
         with self._writing(generation_id) as seq:
             (charged_before,) = self.db.execute(
                 "SELECT credits_charged FROM generation_rows WHERE seq = ?", [seq]
@@ -584,21 +583,7 @@ class Store:
                 [OUTCOMES[AttemptOutcome.SUCCEEDED], stamp, duration_ms, seq, attempt.number],
             )
             self._record_usage(seq, attempt.number, usage)
-            self.db.execute(
-                "UPDATE generation_rows SET status = ?, output_folder_ref = ?, output_name = ?,"
-                " output_digest = ?, error_code = NULL, error_message_ref = NULL,"
-                " is_retryable = NULL, credits_charged = 1, pending_output = NULL,"
-                " pending_output_sha256 = NULL, completed_ms = ?, updated_ms = ? WHERE seq = ?",
-                [
-                    GenerationStatus.COMPLETED,
-                    self._text(folder),
-                    name,
-                    encoding.digest(output_sha256),
-                    stamp,
-                    stamp,
-                    seq,
-                ],
-            )
+            self._complete(seq, output_path, output_sha256, stamp)
         return not charged_before
 
     def intend_outputs(self, outputs: Sequence[tuple[str, str, str]]) -> None:
@@ -623,7 +608,6 @@ class Store:
                 " FROM generation_rows WHERE seq = ?",
                 [seq],
             ).fetchone()
-            folder, name = encoding.split_path(path)
             self.db.execute(
                 "UPDATE attempt_rows SET outcome_code = ?, finished_ms = COALESCE(finished_ms, ?)"
                 " WHERE generation_seq = ? AND attempt_number = ?"
@@ -636,22 +620,27 @@ class Store:
                     OUTCOMES[AttemptOutcome.INTERRUPTED],
                 ],
             )
-            self.db.execute(
-                "UPDATE generation_rows SET status = ?, output_folder_ref = ?, output_name = ?,"
-                " output_digest = ?, error_code = NULL, error_message_ref = NULL,"
-                " is_retryable = NULL, credits_charged = 1, pending_output = NULL,"
-                " pending_output_sha256 = NULL, completed_ms = ?, updated_ms = ? WHERE seq = ?",
-                [
-                    GenerationStatus.COMPLETED,
-                    self._text(folder),
-                    name,
-                    encoding.digest(sha256),
-                    stamp,
-                    stamp,
-                    seq,
-                ],
-            )
+            self._complete(seq, path, sha256, stamp)
         return not charged_before
+
+    def _complete(self, seq: int, output_path: str, sha256: str, stamp: int) -> None:
+        """The variation completed with its output, its credit charged."""
+        folder, name = encoding.split_path(output_path)
+        self.db.execute(
+            "UPDATE generation_rows SET status = ?, output_folder_ref = ?, output_name = ?,"
+            " output_digest = ?, error_code = NULL, error_message_ref = NULL,"
+            " is_retryable = NULL, credits_charged = 1, pending_output = NULL,"
+            " pending_output_sha256 = NULL, completed_ms = ?, updated_ms = ? WHERE seq = ?",
+            [
+                GenerationStatus.COMPLETED,
+                self._text(folder),
+                name,
+                encoding.digest(sha256),
+                stamp,
+                stamp,
+                seq,
+            ],
+        )
 
     def _record_usage(self, seq: int, number: int, usage: Usage) -> None:
         self.db.execute(
